@@ -1,0 +1,61 @@
+"""The `hair-ray` command line."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+
+from hair_ray.config import ConfigError, dump_config, load_config
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help="HAIR safety alignment on Ray.")
+config_app = typer.Typer(no_args_is_help=True, help="Inspect and validate run configs.")
+models_app = typer.Typer(no_args_is_help=True, help="Prepare models that work offline.")
+app.add_typer(config_app, name="config")
+app.add_typer(models_app, name="models")
+
+console = Console(stderr=True)
+
+ConfigOption = Annotated[Optional[str], typer.Option("--config", "-c", help="YAML run config.")]
+Overrides = Annotated[Optional[list[str]], typer.Argument(help="Dotted overrides: algo.group_size=8")]
+
+
+def load_or_exit(config: str | None, overrides: list[str] | None):
+    try:
+        return load_config(config, overrides or [])
+    except ConfigError as exc:
+        console.print(f"[red]error:[/red] {exc}", markup=True, highlight=False)
+        raise typer.Exit(2) from None
+
+
+@config_app.command("show")
+def config_show(config: ConfigOption = None, overrides: Overrides = None) -> None:
+    """Print the fully resolved config (defaults, file, overrides) as YAML."""
+    typer.echo(dump_config(load_or_exit(config, overrides)), nl=False)
+
+
+@config_app.command("check")
+def config_check(config: ConfigOption = None, overrides: Overrides = None) -> None:
+    """Validate a config; exit 2 with the reason when it is invalid."""
+    from hair_ray.config import config_hash
+
+    cfg = load_or_exit(config, overrides)
+    typer.echo(f"ok: {config or 'defaults'} (config hash {config_hash(cfg)})")
+
+
+@models_app.command("prepare")
+def models_prepare(names: Annotated[list[str], typer.Argument(help="tiny:qwen2, builtin:smollm2-135m-instruct, …")]) -> None:
+    """Materialise offline models into the cache and print their folders."""
+    from hair_ray.models.registry import resolve_model_path
+
+    for name in names:
+        try:
+            typer.echo(f"{name}\t{resolve_model_path(name)}")
+        except (ValueError, FileNotFoundError) as exc:
+            console.print(f"[red]error:[/red] {exc}", highlight=False)
+            raise typer.Exit(2) from None
+
+
+if __name__ == "__main__":
+    app()

