@@ -5,8 +5,6 @@ from __future__ import annotations
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
-
 from hair_ray.config import ConfigError, dump_config, load_config
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="HAIR safety alignment on Ray.")
@@ -14,8 +12,6 @@ config_app = typer.Typer(no_args_is_help=True, help="Inspect and validate run co
 models_app = typer.Typer(no_args_is_help=True, help="Prepare models that work offline.")
 app.add_typer(config_app, name="config")
 app.add_typer(models_app, name="models")
-
-console = Console(stderr=True)
 
 ConfigOption = Annotated[Optional[str], typer.Option("--config", "-c", help="YAML run config.")]
 Overrides = Annotated[Optional[list[str]], typer.Argument(help="Dotted overrides: algo.group_size=8")]
@@ -25,7 +21,7 @@ def load_or_exit(config: str | None, overrides: list[str] | None):
     try:
         return load_config(config, overrides or [])
     except ConfigError as exc:
-        console.print(f"[red]error:[/red] {exc}", markup=True, highlight=False)
+        typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
 
 
@@ -53,7 +49,7 @@ def models_prepare(names: Annotated[list[str], typer.Argument(help="tiny:qwen2, 
         try:
             typer.echo(f"{name}\t{resolve_model_path(name)}")
         except (ValueError, FileNotFoundError) as exc:
-            console.print(f"[red]error:[/red] {exc}", highlight=False)
+            typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(2) from None
 
 

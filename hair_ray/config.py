@@ -44,14 +44,79 @@ class ModelSpec(Section):
     trust_remote_code: bool = False
 
 
+SourceKind = Literal["seed", "do_not_answer", "safety_prompts", "table"]
+
+# The Hugging Face dataset each kind reads when its `path` is unset (or missing on disk).
+DEFAULT_HF_IDS: dict[str, str] = {
+    "do_not_answer": "LibrAI/do-not-answer",
+    "safety_prompts": "thu-coai/Safety-Prompts",
+}
+
+
 class SourceConfig(Section):
-    kind: Literal["seed", "do_not_answer", "safety_prompts", "table"] = "seed"
-    path: str | None = None  # local file; None means the Hugging Face id below (or the seed)
-    hf_id: str | None = None
-    prompt_column: str = "prompt"
-    category_column: str | None = None
-    fixed_category: str | None = None
-    label_map: dict[str, str] = Field(default_factory=dict)
+    """One input of the stage-A build: where harmful prompts (and maybe replies) come from.
+
+    Kinds: `seed` (the embedded demonstrations, or a file in their format), `do_not_answer`
+    (CSV or hub), `safety_prompts` (typical_safety_scenarios.json or hub), `table` (any CSV /
+    JSONL / JSON with the column mapping below).
+    """
+
+    kind: SourceKind = "seed"
+    name: str | None = Field(None, pattern=r"^[A-Za-z0-9_.-]+$")  # the records' `source`; default: kind
+    # Local file, relative to data.data_root; unset or missing: the hub id (when there is one).
+    path: str | None = None
+    hf_id: str | None = None  # default for do_not_answer / safety_prompts: DEFAULT_HF_IDS
+    hf_split: str = "train"
+    hf_data_files: str | None = None  # safety_prompts default: typical_safety_scenarios.json
+    format: Literal["auto", "csv", "jsonl", "json"] = "auto"  # table files; auto: by extension
+    prompt_column: str | None = None  # default: "question" for do_not_answer, else "prompt"
+    id_column: str | None = None  # default: the row/line number
+    category_column: str | None = None  # table: the column holding a category label
+    fixed_category: str | None = None  # table: every row has this category
+    label_map: dict[str, str] = Field(default_factory=dict)  # table: raw label -> category
+    response_column: str | None = None  # table: an existing safe reply, for the import teacher
+    # do_not_answer: "approx" keeps the loose fits of the mapping table, "good" drops them.
+    mapping_fit: Literal["approx", "good"] = "approx"
+    only_categories: list[str] | None = None  # keep only these categories from this source
+    max_rows: int | None = Field(None, ge=1)  # read at most this many rows (tests, quick looks)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> SourceConfig:
+        from hair_ray.categories import parse_category
+
+        table_only = ("category_column", "fixed_category", "response_column")
+        if self.kind != "table":
+            used = [name for name in table_only if getattr(self, name) is not None]
+            if self.label_map:
+                used.append("label_map")
+            if used:
+                raise ValueError(f"{', '.join(used)} apply to kind 'table' only (this source is {self.kind!r})")
+        if self.kind == "seed" and self.hf_id:
+            raise ValueError("kind 'seed' reads the embedded set or a local `path`, not a hub id")
+        if self.kind == "table":
+            if not self.path and not self.hf_id:
+                raise ValueError("kind 'table' needs `path` (a CSV/JSONL/JSON file) or `hf_id`")
+            if (self.category_column is None) == (self.fixed_category is None):
+                raise ValueError("kind 'table' needs exactly one of `category_column` or `fixed_category`")
+            if self.label_map and self.category_column is None:
+                raise ValueError("`label_map` needs `category_column` (it maps that column's labels)")
+        for where, label in [("fixed_category", self.fixed_category)] + [
+            (f"label_map[{raw!r}]", value) for raw, value in self.label_map.items()
+        ] + [("only_categories", value) for value in self.only_categories or []]:
+            if label is not None:
+                try:
+                    parse_category(label)
+                except ValueError as err:
+                    raise ValueError(f"{where}: {err}") from None
+        return self
+
+    @property
+    def source_name(self) -> str:
+        return self.name or self.kind
+
+    @property
+    def resolved_hf_id(self) -> str | None:
+        return self.hf_id or DEFAULT_HF_IDS.get(self.kind)
 
 
 class SplitFractions(Section):
@@ -67,27 +132,70 @@ class SplitFractions(Section):
         return self
 
 
+# Do-Not-Answer's data_en.csv models, safest first by its human labels (harmful counts 23, 16,
+# 14, 3 of 939, but llama2-7b-chat refuses even benign-looking asks, so it goes last).
+DEFAULT_IMPORT_MODELS: tuple[str, ...] = ("GPT4", "Claude", "ChatGPT", "llama2-7b-chat")
+
+
 class TeacherConfig(Section):
+    """Who writes the CoD demonstrations: `none` (the source's own, e.g. the seed), `vllm`
+    (offline batch on a Ray Data actor pool), `http` (an OpenAI-compatible endpoint) or `import`
+    (existing replies judged safe, wrapped in the CoD format)."""
+
     backend: Literal["none", "vllm", "http", "import"] = "none"
-    model: ModelSpec | None = None
-    base_url: str | None = None  # OpenAI-compatible endpoint for the http backend
-    api_key_env: str = "HAIR_RAY_TEACHER_API_KEY"  # the key is read from this variable, never logged
-    max_concurrency: int = Field(8, ge=1)
-    max_retries: int = Field(3, ge=0)
-    timeout_s: float = Field(60.0, gt=0)
+    # After all attempts of vllm/http fail for a prompt: `import` tries existing replies.
+    fallback: Literal["none", "import"] = "none"
+    model: ModelSpec | None = None  # vllm: the model to load; http: the name the endpoint serves
+    attempts_per_prompt: int = Field(2, ge=1)  # samples tried per prompt before it is rejected
     temperature: float = Field(0.7, ge=0)
     max_new_tokens: int = Field(256, ge=16)
-    attempts_per_prompt: int = Field(2, ge=1)
+    # http
+    base_url: str | None = None  # e.g. http://127.0.0.1:8000/v1
+    api_key_env: str = "HAIR_RAY_TEACHER_API_KEY"  # the key is read from this variable, never logged
+    max_concurrency: int = Field(8, ge=1)  # requests in flight at once
+    max_retries: int = Field(3, ge=0)  # per request, on timeouts, 429 and 5xx
+    retry_backoff_s: float = Field(1.0, ge=0)  # first wait; doubles on each retry
+    timeout_s: float = Field(60.0, gt=0)  # per request
+    # vllm (Ray Data map_batches over an actor pool, one engine per actor)
+    num_engines: int = Field(1, ge=1)
+    prompts_per_batch: int = Field(64, ge=1)
+    cpus_per_engine: float = Field(1.0, gt=0)
+    gpus_per_engine: float = Field(0.0, ge=0)
+    tensor_parallel_size: int = Field(1, ge=1)
+    max_model_len_tokens: int = Field(2048, ge=64)
+    gpu_memory_utilization: float = Field(0.85, gt=0, le=1)
+    cpu_kv_cache_gib: float = Field(1.0, gt=0)
+    # import
+    import_path: str | None = None  # replies file (e.g. data_en.csv); unset: the sources' own
+    import_models: list[str] = Field(default_factory=lambda: list(DEFAULT_IMPORT_MODELS), min_length=1)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TeacherConfig:
+        if self.backend in ("vllm", "http") and self.model is None:
+            raise ValueError(f"backend {self.backend!r} needs `model` (name_or_path)")
+        if self.backend == "http" and not self.base_url:
+            raise ValueError("backend 'http' needs `base_url` (an OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1)")
+        if self.fallback == "import" and self.backend not in ("vllm", "http"):
+            raise ValueError(f"fallback 'import' applies to backends vllm and http, not {self.backend!r}")
+        if self.tensor_parallel_size > 1 and self.gpus_per_engine < self.tensor_parallel_size:
+            raise ValueError(
+                f"tensor_parallel_size {self.tensor_parallel_size} needs gpus_per_engine >= "
+                f"{self.tensor_parallel_size} (got {self.gpus_per_engine:g})"
+            )
+        return self
 
 
 class DataConfig(Section):
     dataset_dir: str = "outputs/data"
-    sources: list[SourceConfig] = Field(default_factory=lambda: [SourceConfig()])
-    prompts_per_category: int | None = Field(None, ge=1)  # None: the smallest category's count
+    data_root: str | None = None  # relative source paths resolve against it; unset: the cwd
+    sources: list[SourceConfig] = Field(default_factory=lambda: [SourceConfig()], min_length=1)
+    # A cap: None means the smallest category's count; the build lowers it to what every
+    # category can fill (equal counts), and fails below min_prompts_per_category.
+    prompts_per_category: int | None = Field(None, ge=1)
     min_prompts_per_category: int = Field(1, ge=1)
     split: SplitFractions = Field(default_factory=SplitFractions)
     teacher: TeacherConfig = Field(default_factory=TeacherConfig)
-    max_prompt_chars: int = Field(4000, ge=16)
+    max_prompt_chars: int = Field(4000, ge=16)  # longer prompts are dropped and counted
     seed: int = 0
 
 
@@ -305,7 +413,7 @@ def format_validation_error(exc: ValidationError, source: str) -> str:
     lines = [f"invalid configuration in {source}:"]
     for error in exc.errors():
         location = [str(part) for part in error["loc"]]
-        dotted = ".".join(location) or "(top level)"
+        dotted = ".".join(location) or "config"
         if error["type"] == "extra_forbidden":
             lines.append(f"  {dotted}: unknown key{_suggest(location)}")
             continue
