@@ -1,0 +1,386 @@
+"""Learner: M Ray actors forming one DeepSpeed ZeRO group that performs the GRPO-S update.
+
+Each rank holds its share of the rollout batch. For every step it (1) computes the old and
+reference log-probs once, without gradients, then (2) runs `epochs_per_step` passes of
+mini-batches, each split into micro-batches with gradient accumulation. The loss of every
+micro-batch is normalised by the GLOBAL token (or sequence) count of its mini-batch, summed over
+ranks, so the update does not depend on micro-batching or on the data-parallel size.
+gloo on CPU, NCCL on GPU; ZeRO stage from the config.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import socket
+from typing import Any
+
+import torch
+
+from hair_ray.algo.grpo import entropy_from_logits, grpo_loss, masked_mean, masked_sum, token_logprobs
+from hair_ray.config import AlgoConfig, LearnerConfig, ModelSpec
+from hair_ray.workers.batch import TrainBatch, collate, micro_batches
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("", 0))
+        return sock.getsockname()[1]
+
+
+def node_address() -> tuple[str, int]:
+    """This node's address and a free port: rank 0 hosts the process group's rendezvous."""
+    import ray
+
+    return ray.util.get_node_ip_address(), free_port()
+
+
+def deepspeed_config(learner: LearnerConfig, *, micro_batch: int, accumulation: int, world_size: int, on_gpu: bool) -> dict:
+    bf16 = learner.precision == "bfloat16" or (learner.precision == "auto" and on_gpu)
+    zero: dict[str, Any] = {"stage": learner.zero_stage}
+    if learner.offload_optimizer and learner.zero_stage > 0:
+        zero["offload_optimizer"] = {"device": "cpu", "pin_memory": on_gpu}
+    return {
+        "train_micro_batch_size_per_gpu": micro_batch,
+        "gradient_accumulation_steps": accumulation,
+        "train_batch_size": micro_batch * accumulation * world_size,
+        "gradient_clipping": learner.grad_clip,
+        "bf16": {"enabled": bf16},
+        "zero_optimization": zero,
+        # We pass a torch AdamW: DeepSpeedCPUAdam would JIT-compile for ~50 s on first use.
+        "zero_force_ds_cpu_optimizer": False,
+        "zero_allow_untested_optimizer": True,
+        "steps_per_print": 10**9,
+        "wall_clock_breakdown": False,
+    }
+
+
+def lr_lambda(learner: LearnerConfig, total_steps: int):
+    """Warm-up then constant / cosine / linear decay, per optimizer step."""
+
+    def factor(step: int) -> float:
+        if learner.warmup_steps and step < learner.warmup_steps:
+            return (step + 1) / learner.warmup_steps
+        progress = (step - learner.warmup_steps) / max(1, total_steps - learner.warmup_steps)
+        progress = min(max(progress, 0.0), 1.0)
+        if learner.lr_schedule == "cosine":
+            return 0.5 * (1.0 + math.cos(math.pi * progress))
+        if learner.lr_schedule == "linear":
+            return 1.0 - progress
+        return 1.0
+
+    return factor
+
+
+class LearnerWorker:
+    """One rank of the learner group. Create all ranks, then call `init` on all of them."""
+
+    def __init__(self, rank: int, world_size: int):
+        self.rank, self.world_size = rank, world_size
+        self.engine = None
+
+    def address(self) -> tuple[str, int]:
+        return node_address()
+
+    def init(
+        self,
+        master: tuple[str, int],
+        policy: dict,
+        learner: dict,
+        algo: dict,
+        *,
+        seed: int,
+        optimizer_steps_total: int,
+    ) -> dict:
+        import deepspeed
+
+        from hair_ray.models.loading import load_causal_lm, load_tokenizer
+
+        self.policy_spec = ModelSpec.model_validate(policy)
+        self.learner_cfg = LearnerConfig.model_validate(learner)
+        self.algo = AlgoConfig.model_validate(algo)
+        self.on_gpu = torch.cuda.is_available()
+        os.environ.update(
+            RANK=str(self.rank),
+            WORLD_SIZE=str(self.world_size),
+            LOCAL_RANK="0",  # Ray gives each actor its own GPU (CUDA_VISIBLE_DEVICES)
+            MASTER_ADDR=master[0],
+            MASTER_PORT=str(master[1]),
+        )
+        deepspeed.init_distributed(dist_backend="nccl" if self.on_gpu else "gloo", auto_mpi_discovery=False)
+        torch.manual_seed(seed + self.rank)
+
+        self.tokenizer = load_tokenizer(self.policy_spec)
+        dtype = torch.float32  # master weights stay fp32; DeepSpeed's bf16 mode casts compute
+        model = load_causal_lm(self.policy_spec, on_gpu=self.on_gpu, dtype=dtype)
+        if self.learner_cfg.gradient_checkpointing:
+            model.gradient_checkpointing_enable()
+        self.reference = None
+        if self.algo.kl_coef > 0:
+            ref_dtype = torch.bfloat16 if self.on_gpu and self.learner_cfg.precision != "float32" else dtype
+            self.reference = load_causal_lm(self.policy_spec, on_gpu=self.on_gpu, dtype=ref_dtype).eval()
+            self.reference.requires_grad_(False)
+            if self.on_gpu:
+                self.reference.cuda()
+
+        micro = self.learner_cfg.samples_per_micro_batch
+        self.accumulation = self._micro_batches_per_mini_batch()
+        optimizer = torch.optim.AdamW(
+            model.parameters(), lr=self.learner_cfg.learning_rate, weight_decay=self.learner_cfg.weight_decay
+        )
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(self.learner_cfg, optimizer_steps_total))
+        self.engine, self.optimizer, _, self.scheduler = deepspeed.initialize(
+            model=model,
+            optimizer=optimizer,
+            lr_scheduler=scheduler,
+            config=deepspeed_config(
+                self.learner_cfg, micro_batch=micro, accumulation=self.accumulation, world_size=self.world_size, on_gpu=self.on_gpu
+            ),
+        )
+        return {"rank": self.rank, "parameters": sum(p.numel() for p in model.parameters())}
+
+    # -- the update ---------------------------------------------------------------------------
+
+    def _samples_per_rank(self) -> int:
+        return self.algo.prompts_per_step * self.algo.group_size // self.world_size
+
+    def _samples_per_mini_batch_per_rank(self) -> int:
+        per_rank = self._samples_per_rank()
+        if self.algo.samples_per_mini_batch is None:
+            return per_rank
+        return max(1, self.algo.samples_per_mini_batch // self.world_size)
+
+    def _micro_batches_per_mini_batch(self) -> int:
+        return math.ceil(self._samples_per_mini_batch_per_rank() / self.learner_cfg.samples_per_micro_batch)
+
+    def _logprobs(self, model, batch: TrainBatch, with_entropy: bool = False):
+        device = self.engine.device
+        logits = model(
+            input_ids=batch.input_ids.to(device), attention_mask=batch.attention_mask.to(device)
+        ).logits[:, :-1].float()
+        logp = token_logprobs(logits, batch.input_ids[:, 1:].to(device))
+        entropy = None
+        if with_entropy:
+            with torch.no_grad():
+                entropy = entropy_from_logits(logits)
+        return logp, entropy
+
+    @torch.no_grad()
+    def _frozen_logprobs(self, batch: TrainBatch) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Old-policy and reference log-probs for every row, [N, T-1] (0 on padding)."""
+        shape = batch.response_mask.shape
+        old = torch.zeros(shape, dtype=torch.float32)
+        ref = torch.zeros(shape, dtype=torch.float32) if self.reference is not None else None
+        self.engine.eval()
+        for rows in micro_batches(len(batch), self.learner_cfg.samples_per_micro_batch):
+            part = batch.rows(rows)
+            width = part.response_mask.shape[1]
+            old[rows, :width] = self._logprobs(self.engine, part)[0].cpu()
+            if ref is not None:
+                ref[rows, :width] = self._logprobs(self.reference, part)[0].cpu()
+        self.engine.train()
+        return old, ref
+
+    def _global_sum(self, value: float) -> float:
+        import torch.distributed as dist
+
+        tensor = torch.tensor([value], dtype=torch.float64, device=self.engine.device)
+        dist.all_reduce(tensor)
+        return float(tensor.item())
+
+    def _reduce_metrics(self, sums: dict[str, float], count: int, windows: int) -> dict[str, float]:
+        """Same numbers on every rank. A loss is the sum of its micro-batch shares of one global
+        mean: summed over ranks, averaged over accumulation windows. Diagnostics are means over
+        micro-batches, averaged over ranks."""
+        import torch.distributed as dist
+
+        summed = {"loss", "policy_loss"}
+        keys = sorted(sums)
+        local = [sums[k] / max(windows if k in summed else count, 1) for k in keys]
+        values = torch.tensor(local, dtype=torch.float64, device=self.engine.device)
+        dist.all_reduce(values)
+        return {
+            f"learner/{k}": float(v) if k in summed else float(v) / self.world_size
+            for k, v in zip(keys, values.tolist())
+        }
+
+    def update(self, samples: list[dict]) -> dict[str, float]:
+        """One GRPO-S update on this rank's share. Each sample: prompt_ids, response_ids, advantage."""
+        batch = collate(
+            [s["prompt_ids"] for s in samples],
+            [s["response_ids"] for s in samples],
+            [s["advantage"] for s in samples],
+            pad_token_id=self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0,
+        )
+        micro = self.learner_cfg.samples_per_micro_batch
+        old_all, ref_all = self._frozen_logprobs(batch)
+        sums: dict[str, float] = {}
+        count = windows = 0
+        for _ in range(self.algo.epochs_per_step):
+            for mini in micro_batches(len(batch), self._samples_per_mini_batch_per_rank()):
+                windows += 1
+                # The normaliser is global: every rank's micro-batch losses add up to one
+                # token-mean (or sequence-mean) over the whole mini-batch of all ranks.
+                num_tokens = self._global_sum(float(batch.response_mask[mini].sum()))
+                num_sequences = self._global_sum(float(mini.stop - mini.start))
+                parts = micro_batches(mini.stop - mini.start, micro)
+                for rows in parts:
+                    index = slice(mini.start + rows.start, mini.start + rows.stop)
+                    part = batch.rows(index)
+                    width = part.response_mask.shape[1]
+                    logp, entropy = self._logprobs(self.engine, part, with_entropy=True)
+                    device = logp.device
+                    mask = part.response_mask.to(device)
+                    out = grpo_loss(
+                        logp,
+                        old_all[index, :width].to(device),
+                        ref_all[index, :width].to(device) if ref_all is not None else None,
+                        part.advantages.to(device),
+                        mask,
+                        clip_low=self.algo.clip_low,
+                        clip_high=self.algo.clip_high,
+                        kl_coef=self.algo.kl_coef,
+                        kl_kind=self.algo.kl_kind,
+                        loss_agg=self.algo.loss_agg,
+                        num_tokens=num_tokens,
+                        num_sequences=num_sequences,
+                    )
+                    # DeepSpeed averages gradients over ranks; the loss is already a global
+                    # mean, so undo that average. GAS scaling is off for the same reason.
+                    self.engine.backward(out.loss * self.world_size, scale_wrt_gas=False)
+                    self.engine.step()
+                    for key, value in (
+                        ("loss", out.loss),
+                        ("policy_loss", out.policy_loss),
+                        ("kl", out.kl),
+                        ("clip_fraction", out.clip_fraction),
+                        ("entropy", masked_mean(entropy, mask)),
+                    ):
+                        sums[key] = sums.get(key, 0.0) + float(value.detach())
+                    count += 1
+                # A short last mini-batch still closes its accumulation window.
+                for _ in range(self.accumulation - len(parts)):
+                    self.engine.step()
+        metrics = self._reduce_metrics(sums, count, windows)
+        metrics["learner/lr"] = float(self.scheduler.get_last_lr()[0]) if self.scheduler else self.learner_cfg.learning_rate
+        grad_norm = self.engine.get_global_grad_norm()
+        if grad_norm is not None:
+            metrics["learner/grad_norm"] = float(grad_norm)
+        return metrics
+
+    @torch.no_grad()
+    def sequence_logprobs(self, samples: list[dict]) -> list[float]:
+        """Σ log π_θ(response | prompt) per sample under the current weights."""
+        batch = collate(
+            [s["prompt_ids"] for s in samples], [s["response_ids"] for s in samples], [0.0] * len(samples),
+            pad_token_id=self.tokenizer.pad_token_id or 0,
+        )
+        self.engine.eval()
+        logp, _ = self._logprobs(self.engine, batch)
+        self.engine.train()
+        return masked_sum(logp, batch.response_mask.to(logp.device), dim=1).tolist()
+
+    # -- weights out --------------------------------------------------------------------------
+
+    def export_weights(self, bucket_bytes: int) -> list[dict] | None:
+        """Full weights as CPU buckets on rank 0 (None elsewhere). Under ZeRO-3 every rank must
+        call this: gathering the shards is a collective."""
+        from hair_ray.workers.weight_sync import plan_buckets
+
+        model = self.engine.module
+        named = dict(model.named_parameters())
+        if getattr(model.config, "tie_word_embeddings", False):
+            named.pop("lm_head.weight", None)
+        sizes = [(n, _full_numel(p) * p.element_size()) for n, p in named.items()]
+        buckets: list[dict] = []
+        for names in plan_buckets(sizes, bucket_bytes):
+            params = [named[n] for n in names]
+            with _gathered(params, self.learner_cfg.zero_stage):
+                if self.rank == 0:
+                    buckets.append({n: named[n].detach().to("cpu", copy=True).contiguous() for n in names})
+        return buckets if self.rank == 0 else None
+
+    def generate_greedy(self, prompt_token_ids: list[list[int]], max_new_tokens: int) -> list[list[int]]:
+        """The learner's own greedy completions (to check a sync against). Rank 0 under ZeRO ≤ 2."""
+        model = self.engine.module
+        model.eval()
+        out = []
+        with torch.no_grad():
+            for ids in prompt_token_ids:
+                seq = model.generate(torch.tensor([ids], device=self.engine.device), max_new_tokens=max_new_tokens, do_sample=False)
+                out.append(seq[0, len(ids) :].tolist())
+        model.train()
+        return out
+
+    # -- checkpoints and teardown -------------------------------------------------------------
+
+    def save_checkpoint(self, folder: str, tag: str) -> None:
+        self.engine.save_checkpoint(folder, tag=tag)
+
+    def load_checkpoint(self, folder: str, tag: str) -> None:
+        path, _ = self.engine.load_checkpoint(folder, tag=tag)
+        if path is None:
+            raise FileNotFoundError(f"no learner checkpoint {tag!r} in {folder}")
+
+    def shutdown(self) -> None:
+        import torch.distributed as dist
+
+        # ZeRO-3 aborts at exit unless the engine and the process group are torn down first.
+        if self.engine is not None:
+            self.engine.destroy()
+            self.engine = None
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def _full_numel(param) -> int:
+    return getattr(param, "ds_numel", param.numel())  # ZeRO-3 params are empty placeholders
+
+
+def _gathered(params, zero_stage: int):
+    import contextlib
+
+    if zero_stage == 3:
+        import deepspeed
+
+        return deepspeed.zero.GatheredParameters(params, modifier_rank=None)
+    return contextlib.nullcontext()
+
+
+def start_learner_group(
+    config,
+    *,
+    optimizer_steps_total: int,
+    num_cpus_per_worker: float | None = None,
+    scheduling_strategies: list | None = None,
+    init_timeout_s: float = 900.0,
+) -> list:
+    """Start `learner.num_workers` ranks and form their DeepSpeed group; returns the handles."""
+    import ray
+
+    learner = config.learner
+    world_size = learner.num_workers
+    actor_cls = ray.remote(LearnerWorker)
+    cpus = config.placement.cpus_per_learner_worker if num_cpus_per_worker is None else num_cpus_per_worker
+    actors = []
+    for rank in range(world_size):
+        options: dict[str, Any] = {"num_cpus": cpus, "num_gpus": learner.num_gpus_per_worker}
+        if scheduling_strategies:
+            options["scheduling_strategy"] = scheduling_strategies[rank]
+        actors.append(actor_cls.options(**options).remote(rank, world_size))
+    master = ray.get(actors[0].address.remote(), timeout=init_timeout_s)
+    inits = [
+        actor.init.remote(
+            master,
+            config.policy.model_dump(),
+            learner.model_dump(),
+            config.algo.model_dump(),
+            seed=config.seed,
+            optimizer_steps_total=optimizer_steps_total,
+        )
+        for actor in actors
+    ]
+    from hair_ray.workers.weight_sync import wait_all
+
+    wait_all(inits, [f"learner rank {r}" for r in range(world_size)], init_timeout_s, "start the learner group")
+    return actors
