@@ -77,19 +77,21 @@ class ObjectStoreWeightSync:
         self.bucket_bytes = bucket_bytes
         self.timeout_s = timeout_s
 
-    def sync(self, learner, rollout_workers: Sequence, version: int) -> SyncStats:
-        """`learner.export_weights(bucket_bytes)` returns a list of {name: CPU tensor} buckets;
-        `worker.load_weights(buckets, version)` returns (num_tensors, num_bytes)."""
+    def sync(self, learners: Sequence, rollout_workers: Sequence, version: int) -> SyncStats:
+        """Every learner rank's `export_weights(bucket_bytes)` runs (under ZeRO-3 gathering is a
+        collective); rank 0 returns the [{name: CPU tensor}] buckets. Every rollout worker's
+        `load_weights(buckets, version)` returns (num_tensors, num_bytes)."""
         import ray
 
         start = time.perf_counter()
-        buckets_ref = learner.export_weights.remote(self.bucket_bytes)
+        exports = [learner.export_weights.remote(self.bucket_bytes) for learner in learners]
         # Wait for readiness only: the driver never pulls the weights, each worker does.
-        ready, _ = ray.wait([buckets_ref], timeout=self.timeout_s)
-        if not ready:
-            raise WeightSyncError(f"gather weights: no answer within {self.timeout_s:g} s from learner rank 0")
+        ready, late = ray.wait(exports, num_returns=len(exports), timeout=self.timeout_s)
+        if late:
+            ranks = ", ".join(f"learner rank {exports.index(ref)}" for ref in late)
+            raise WeightSyncError(f"gather weights v{version}: no answer within {self.timeout_s:g} s from {ranks}")
         names = [f"rollout worker {i}" for i in range(len(rollout_workers))]
-        loads = [worker.load_weights.remote(buckets_ref, version) for worker in rollout_workers]
+        loads = [worker.load_weights.remote(exports[0], version) for worker in rollout_workers]
         results = wait_all(loads, names, self.timeout_s, f"load weights v{version}")
         num_tensors, num_bytes = results[0]
         return SyncStats(version, num_tensors, num_bytes, time.perf_counter() - start)

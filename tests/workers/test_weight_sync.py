@@ -105,7 +105,7 @@ def test_vllm_serves_the_learners_weights_after_sync(ray_local, variant):
 
         expected = ray_local.get(learner.greedy.remote(prompts, 16))
         before, version_before = rollout_greedy()
-        stats = ObjectStoreWeightSync(bucket_bytes=2**20, timeout_s=120).sync(learner, [worker], version=1)
+        stats = ObjectStoreWeightSync(bucket_bytes=2**20, timeout_s=120).sync([learner], [worker], version=1)
         after, version_after = rollout_greedy()
     finally:
         ray_local.kill(worker)

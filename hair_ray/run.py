@@ -1,0 +1,181 @@
+"""`hair-ray train`: plan placement, start the actors, resume, run the loop, checkpoint, tear down.
+
+Works the same from a laptop (`ray.init()` starts a local cluster) and as a `ray job submit`
+entrypoint (`ray.init()` joins the job's cluster and keeps the job's runtime_env).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from hair_ray.config import RunConfig
+
+log = logging.getLogger(__name__)
+
+
+def load_train_records(config: RunConfig) -> list[dict]:
+    """The stage-A training split (`data.dataset_dir/train.jsonl`)."""
+    path = Path(config.data.dataset_dir) / "train.jsonl"
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path} does not exist: build the dataset first with "
+            f"`hair-ray data build --config <run config>` (data.dataset_dir = {config.data.dataset_dir})"
+        )
+    records = []
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, 1):
+            if line.strip():
+                try:
+                    records.append(json.loads(line))
+                except json.JSONDecodeError as exc:
+                    raise ValueError(f"{path}, line {number}: not valid JSON ({exc.msg})") from None
+    if not records:
+        raise ValueError(f"{path} holds no records")
+    return records
+
+
+def optimizer_steps_total(config: RunConfig) -> int:
+    per_step = config.algo.prompts_per_step * config.algo.group_size
+    mini = config.algo.samples_per_mini_batch or per_step
+    return config.algo.total_steps * config.algo.epochs_per_step * -(-per_step // mini)
+
+
+def start_rollout_workers(config: RunConfig, plan, groups) -> list:
+    import ray
+
+    from hair_ray.models.registry import resolve_model_path
+    from hair_ray.placement import actor_options
+    from hair_ray.workers.rollout import RolloutWorker
+
+    rollout = config.rollout
+    actor_cls = ray.remote(RolloutWorker)
+    path = resolve_model_path(config.policy.name_or_path)
+    return [
+        actor_cls.options(max_restarts=rollout.max_restarts, **actor_options(plan, groups, "rollout", i)).remote(
+            path,
+            backend=rollout.backend,
+            dtype=config.policy.dtype,
+            seed=config.seed + i,
+            max_model_len=rollout.max_prompt_tokens + rollout.max_new_tokens,
+            tensor_parallel_size=rollout.tensor_parallel_size,
+            gpu_memory_utilization=rollout.gpu_memory_utilization,
+            cpu_kv_cache_gib=rollout.cpu_kv_cache_gib,
+            enforce_eager=rollout.enforce_eager,
+            trust_remote_code=config.policy.trust_remote_code,
+        )
+        for i in range(rollout.num_workers)
+    ]
+
+
+def start_rewards(config: RunConfig, plan):
+    from hair_ray.rule_reward import RuleReward, load_reward_function
+
+    if config.reward.function:
+        return RuleReward(load_reward_function(config.reward.function))
+    from hair_ray.workers.reward_router import start_reward_workers
+
+    router = start_reward_workers(config.reward, num_cpus=plan.roles["reward"].cpus_per_actor)
+    router.wait_ready()
+    return router
+
+
+def start_scorer(config: RunConfig, plan, groups, records: list[dict]):
+    hardness = config.hardness
+    if not (hardness.enabled and hardness.data_hardness):
+        return None
+    import ray
+
+    from hair_ray.placement import actor_options
+    from hair_ray.workers.scorer import create_hardness_scorer
+
+    options = actor_options(plan, groups, "scorer", 0)
+    scorer = create_hardness_scorer(
+        hardness,
+        num_cpus=options.pop("num_cpus"),
+        num_gpus=options.pop("num_gpus"),
+        max_restarts=2,
+        **options,
+    )
+    ray.get(scorer.cache_demonstrations.remote(records))  # embedded once: the demos never change
+    return scorer
+
+
+def train(config: RunConfig) -> dict[str, Any]:
+    """Run (or resume) a GRPO-S training run; returns the last step's metrics."""
+    import ray
+
+    from hair_ray.checkpoint import find_resume_checkpoint, load_checkpoint, restore_rng_state, stage_checkpoint
+    from hair_ray.models.loading import load_tokenizer
+    from hair_ray.placement import cluster_resources_from_ray, create_placement_groups, plan_placement, remove_placement_groups
+    from hair_ray.rollout_group import RolloutGroup
+    from hair_ray.tracking import Tracker
+    from hair_ray.trainer import Actors, Trainer
+    from hair_ray.workers.learner import start_learner_group
+
+    if not ray.is_initialized():
+        ray.init()  # inside `ray job submit` this joins the job's cluster with its runtime_env
+    records = load_train_records(config)
+    tokenizer = load_tokenizer(config.policy)
+    plan = plan_placement(config, cluster_resources_from_ray())
+    groups = create_placement_groups(plan, timeout_s=config.placement.group_timeout_s)
+    resume_from = find_resume_checkpoint(config.run_dir, config.checkpoint.resume)
+    checkpoint = load_checkpoint(resume_from, config) if resume_from else None
+
+    learners: list = []
+    rollout_workers: list = []
+    try:
+        from hair_ray.placement import actor_options
+
+        strategies = [actor_options(plan, groups, "learner", r).get("scheduling_strategy") for r in range(config.learner.num_workers)]
+        learners = start_learner_group(
+            config,
+            optimizer_steps_total=optimizer_steps_total(config),
+            num_cpus_per_worker=plan.roles["learner"].cpus_per_actor,
+            scheduling_strategies=strategies if all(strategies) else None,
+        )
+        rollout_workers = start_rollout_workers(config, plan, groups)
+        # Engines start in parallel with the rest; wait so step 1's timing is the step's own.
+        ray.get([worker.version.remote() for worker in rollout_workers], timeout=config.rollout.timeout_s)
+        rewards = start_rewards(config, plan)
+        scorer = start_scorer(config, plan, groups, records)
+        rollout = RolloutGroup(rollout_workers, config)
+        trainer = Trainer(config, records, Actors(rollout, learners, rewards, scorer), tokenizer)
+        if checkpoint is not None:
+            folder, tag = str(checkpoint.learner_dir), "learner"
+            ray.get([learner.load_checkpoint.remote(folder, tag) for learner in learners])
+            trainer.load_state({"step": checkpoint.step, "sampler": checkpoint.state.sampler_state})
+            restore_rng_state(checkpoint.rng_state())
+            # The engines start from the original weights: give them the restored ones.
+            rollout.sync_weights(learners, trainer.weights_version)
+            log.info("resumed from %s at step %d", resume_from, checkpoint.step)
+
+        metrics: dict[str, Any] = {}
+        started = time.monotonic()
+        with Tracker(config.run_dir, config, start_step=trainer.step, total_steps=config.algo.total_steps) as tracker:
+            while trainer.step < config.algo.total_steps:
+                metrics = trainer.run_step()
+                metrics["rollout/restarts"] = float(rollout.restarts)
+                tracker.log(trainer.step, metrics)
+                last = trainer.step == config.algo.total_steps
+                if trainer.step % config.checkpoint.every_steps == 0 or last:
+                    with stage_checkpoint(
+                        config.run_dir,
+                        trainer.step,
+                        config=config,
+                        sampler_state=trainer.sampler.state(),
+                        weights_version=trainer.weights_version,
+                        wall_time_s=time.monotonic() - started,
+                    ) as staging:
+                        folder = str(staging / "learner")
+                        ray.get([learner.save_checkpoint.remote(folder, "learner") for learner in learners])
+        return metrics
+    finally:
+        if learners:
+            ray.get([learner.shutdown.remote() for learner in learners], timeout=120)
+        for actor in learners + rollout_workers:
+            ray.kill(actor)
+        remove_placement_groups(groups)

@@ -1,0 +1,66 @@
+"""One step's metrics, overall and per category (a pure function of the step's results).
+
+Keys: reward/{mean,std}[/<category>], alpha_d/{mean,std}, alpha_m/{mean,std}, hardness/
+{similarity_mean,kept_fraction}, groups/zero_variance, response_length/mean, finish/
+length_fraction, rollout/{weights_version,staleness}, learner/*, timing/<phase> and timing/step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from statistics import fmean, pstdev
+from typing import Any
+
+
+def _mean_std(values: Sequence[float]) -> tuple[float, float]:
+    return (fmean(values), pstdev(values)) if values else (0.0, 0.0)
+
+
+def step_metrics(
+    *,
+    owners: Sequence[Mapping[str, Any]],
+    samples: Sequence[Mapping[str, Any]],
+    rewards: Sequence[float],
+    advantages,
+    alpha: Mapping[str, Sequence[float]] | None,
+    learner: Mapping[str, float],
+    timing: Mapping[str, float],
+    weights_version: int,
+) -> dict[str, float]:
+    metrics: dict[str, float] = {}
+    metrics["reward/mean"], metrics["reward/std"] = _mean_std(rewards)
+    alpha_d = advantages.alpha_d.tolist()
+    alpha_m = advantages.alpha_m.tolist()
+    metrics["alpha_d/mean"], metrics["alpha_d/std"] = _mean_std(alpha_d)
+    metrics["alpha_m/mean"], metrics["alpha_m/std"] = _mean_std(alpha_m)
+    metrics["advantage/abs_mean"] = fmean(abs(a) for a in advantages.advantages.tolist()) if rewards else 0.0
+    metrics["hardness/kept_fraction"] = float(advantages.kept.float().mean()) if rewards else 0.0
+    if alpha is not None:
+        metrics["hardness/similarity_mean"] = fmean(alpha["similarity"]) if alpha["similarity"] else 0.0
+    metrics["groups/zero_variance"] = float(advantages.num_zero_variance_groups)
+
+    lengths = [len(s["token_ids"]) for s in samples]
+    metrics["response_length/mean"] = fmean(lengths) if lengths else 0.0
+    metrics["finish/length_fraction"] = fmean(s["finish_reason"] == "length" for s in samples) if samples else 0.0
+    versions = [s.get("weights_version", weights_version) for s in samples]
+    metrics["rollout/weights_version"] = float(min(versions, default=weights_version))
+    # How many updates behind the freshest weights the batch was generated (async mode: 1).
+    metrics["rollout/staleness"] = float(weights_version - 1 - min(versions, default=weights_version - 1))
+
+    by_category: dict[str, list[int]] = {}
+    for index, owner in enumerate(owners):
+        by_category.setdefault(owner["category"], []).append(index)
+    for category, indices in sorted(by_category.items()):
+        values = [rewards[i] for i in indices]
+        metrics[f"reward/mean/{category}"], metrics[f"reward/std/{category}"] = _mean_std(values)
+        metrics[f"alpha_d/mean/{category}"] = fmean(alpha_d[i] for i in indices)
+        metrics[f"alpha_m/mean/{category}"] = fmean(alpha_m[i] for i in indices)
+        metrics[f"response_length/mean/{category}"] = fmean(lengths[i] for i in indices)
+
+    metrics.update(learner)
+    for phase, seconds in timing.items():
+        metrics[f"timing/{phase}"] = seconds
+    metrics["timing/step"] = sum(timing.values())
+    metrics["samples"] = float(len(samples))
+    metrics["tokens/per_second"] = sum(lengths) / metrics["timing/step"] if metrics["timing/step"] else 0.0
+    return metrics
