@@ -11,7 +11,7 @@ export TOKENIZERS_PARALLELISM=false PYTHONUNBUFFERED=1
 if [[ -x .venv-clip/bin/python ]]; then
     .venv/bin/python -m pytest -m "not gpu and not clip" "$@"
     echo "--- open_clip encoder tests (.venv-clip: torch 2.14.1 + torchvision) ---"
-    PYTHONPATH=. .venv-clip/bin/python -m pytest -m clip -p no:cacheprovider "$@"
+    PYTHONPATH=. .venv-clip/bin/python -m pytest -m clip -p no:cacheprovider tests/clip
 else
     .venv/bin/python -m pytest -m "not gpu" "$@"
 fi
