@@ -8,7 +8,7 @@ test: setup
 	bash scripts/test.sh
 
 demo: setup
-	bash scripts/demo.sh
+	bash scripts/demo.sh $(ARGS)
 
 clean-venv:
 	rm -rf .venv .venv-clip

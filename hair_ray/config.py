@@ -201,12 +201,23 @@ class DataConfig(Section):
 
 class IRLConfig(Section):
     negatives_per_prompt: int = Field(2, ge=1)
+    # > 1: re-sample the negatives from the current policy between rounds (bilevel variant).
     rounds: int = Field(1, ge=1)
     epochs: int = Field(3, ge=1)
     learning_rate: float = Field(2e-5, gt=0)
     pairs_per_batch: int = Field(16, ge=1)
     max_length_tokens: int = Field(512, ge=16)
+    # Share of each category's prompts (not pairs, so no prompt leaks) kept out for accuracy.
     heldout_fraction: float = Field(0.2, ge=0, lt=1)
+    # Who samples the negatives ỹ ~ π_ref (`policy`), with the rollout section's sampling
+    # settings: `hf` (transformers generate; light, the test default) or `vllm`.
+    negatives_backend: Literal["hf", "vllm"] = "hf"
+    negatives_prompts_per_batch: int = Field(16, ge=1)  # hf generate batch, in prompts
+    weight_decay: float = Field(0.0, ge=0)
+    grad_clip: float = Field(1.0, gt=0)
+    # What y_demo is: the whole CoD `text` (drafts, ####, reply: what the HAIR policy learns to
+    # write) or the final `reply` only (no format shortcut: a model cannot win by spotting ####).
+    demonstration_field: Literal["text", "reply"] = "text"
 
 
 class RewardConfig(Section):
@@ -216,11 +227,25 @@ class RewardConfig(Section):
     head: Literal["auto", "last_token", "mean_pool"] = "auto"
     models_dir: str = "outputs/reward_models"
     routing: Literal["category", "sum"] = "category"
+    # "package.module:function" to score with a Python function instead of the shadow models:
+    # fn(prompts, responses, categories) -> list[float] (ablations, tests).
+    function: str | None = None
     # Weights of the seven models in `sum` routing; None means equal weights.
     sum_weights: dict[str, float] | None = None
     irl: IRLConfig = Field(default_factory=IRLConfig)
     samples_per_batch: int = Field(32, ge=1)
     num_gpus_per_model: float = Field(0.0, ge=0, le=8)
+    # Training data: `dataset` reads <dataset_dir>/train.jsonl (stage A); `seed` the embedded
+    # 98 demonstrations (no stage A needed). dataset_dir None: data.dataset_dir.
+    train_source: Literal["dataset", "seed"] = "dataset"
+    dataset_dir: str | None = None
+    # CPUs each training task reserves: on a CPU machine the seven then queue within the cores.
+    # (Serving actors use placement.cpus_per_reward_model.)
+    train_cpus_per_model: float = Field(1.0, gt=0)
+    # Serving: a killed worker restarts and its in-flight batches are retried.
+    max_restarts: int = Field(3, ge=-1)  # -1: restart forever
+    max_task_retries: int = Field(3, ge=-1)
+    score_timeout_s: float = Field(600.0, gt=0)  # longest wait for one chunk, restarts included
 
     @model_validator(mode="after")
     def _known_categories(self) -> RewardConfig:
@@ -246,6 +271,9 @@ class RolloutConfig(Section):
     # One step off-policy: generate step t+1 while the learner updates on step t.
     async_: bool = Field(False, alias="async")
     max_staleness_steps: int = Field(1, ge=0)
+    max_restarts: int = Field(2, ge=0)  # a crashed worker restarts, is re-synced, and retried
+    timeout_s: float = Field(600.0, gt=0)  # one generate call or weight sync; a hang is a bug
+    sync_bucket_mib: float = Field(256.0, gt=0)  # weight-sync bucket: bounds peak memory
 
 
 class HardnessConfig(Section):
@@ -295,24 +323,42 @@ class LearnerConfig(Section):
 
 
 class PlacementConfig(Section):
+    """Ray resources per actor; `hair_ray.placement.plan_placement` turns them into groups."""
+
+    # split: one placement group per role; colocated: learner and rollout share GPUs (fractions).
     strategy: Literal["split", "colocated"] = "split"
     cpus_per_rollout_worker: float = Field(1.0, gt=0)
     cpus_per_learner_worker: float = Field(1.0, gt=0)
     cpus_per_reward_model: float = Field(0.0, ge=0)
+    # Per tensor-parallel rank: a rollout worker reserves this × rollout.tensor_parallel_size.
     gpus_per_rollout_worker: float = Field(0.0, ge=0)
+    # The hardness scorer is light between bursts; 0 lets it share the cores on a laptop.
+    cpus_per_scorer: float = Field(0.0, ge=0)
+    gpus_per_scorer: float = Field(0.0, ge=0)
+    # How each role's bundles spread over nodes. A rollout worker's TP GPUs are one bundle, and
+    # Ray never splits a bundle across nodes; STRICT_PACK puts a whole group on one node.
+    group_strategy: Literal["PACK", "SPREAD", "STRICT_PACK"] = "PACK"
+    # How long create_placement_groups waits for the cluster (autoscaling included).
+    group_timeout_s: float = Field(300.0, gt=0)
 
 
 class CheckpointConfig(Section):
     every_steps: int = Field(10, ge=1)
     keep_last: int = Field(2, ge=1)
     resume: str = "never"  # never | auto | a checkpoint folder
+    # Resuming refuses a checkpoint written under a different config (its resume hash); true
+    # accepts the change (e.g. more total_steps) and logs the fields that differ.
+    allow_config_change: bool = False
 
 
 class TrackingConfig(Section):
-    wandb_mode: Literal["auto", "online", "offline", "disabled"] = "auto"  # auto: offline without a key
+    # auto: $WANDB_MODE when set, else online when WANDB_API_KEY is set, else offline.
+    wandb_mode: Literal["auto", "online", "offline", "disabled"] = "auto"
     project: str = "hair_ray"
     entity: str | None = None
-    log_every_steps: int = Field(1, ge=1)
+    log_every_steps: int = Field(1, ge=1)  # wandb and the progress line; metrics.jsonl: every step
+    progress: bool = True  # the one-line console summary per logged step
+    tags: list[str] = Field(default_factory=list)  # wandb run tags
 
 
 class RunConfig(Section):

@@ -6,7 +6,6 @@ entrypoint (`ray.init()` joins the job's cluster and keeps the job's runtime_env
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from pathlib import Path
@@ -19,20 +18,15 @@ log = logging.getLogger(__name__)
 
 def load_train_records(config: RunConfig) -> list[dict]:
     """The stage-A training split (`data.dataset_dir/train.jsonl`)."""
+    from hair_ray.data.records import read_records
+
     path = Path(config.data.dataset_dir) / "train.jsonl"
     if not path.is_file():
         raise FileNotFoundError(
             f"{path} does not exist: build the dataset first with "
             f"`hair-ray data build --config <run config>` (data.dataset_dir = {config.data.dataset_dir})"
         )
-    records = []
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, 1):
-            if line.strip():
-                try:
-                    records.append(json.loads(line))
-                except json.JSONDecodeError as exc:
-                    raise ValueError(f"{path}, line {number}: not valid JSON ({exc.msg})") from None
+    records = read_records(path)
     if not records:
         raise ValueError(f"{path} holds no records")
     return records

@@ -1,9 +1,27 @@
 #!/usr/bin/env bash
-# The main job on the embedded default. Grows with the pipeline: today it validates the demo
-# config and prepares the offline models; the trainer issue makes it run all of HAIR.
+# The main job: all of HAIR on the embedded seed dataset, offline, on CPU (jobs/demo_cpu.yaml).
+#   A. build the balanced seven-category Chain-of-Draft dataset
+#   B. train the seven shadow reward models by inverse RL (MiniLM backbone)
+#   C. align SmolLM2-135M-Instruct with GRPO-S (vLLM rollout, DeepSpeed learner)
+# then export the policy as a Hugging Face folder and print the run's report.
+# Extra arguments are config overrides, e.g. `make demo ARGS="algo.total_steps=4"`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export HF_HUB_OFFLINE=1 WANDB_MODE=${WANDB_MODE:-offline} TOKENIZERS_PARALLELISM=false
+export HF_HUB_OFFLINE=1 WANDB_MODE=${WANDB_MODE:-offline} TOKENIZERS_PARALLELISM=false PYTHONUNBUFFERED=1
+CONFIG=${CONFIG:-jobs/demo_cpu.yaml}
+HAIR=.venv/bin/hair-ray
+stage() { printf '\n\033[1m== %s ==\033[0m\n' "$*"; }
 
-.venv/bin/hair-ray config check --config jobs/tiny_cpu.yaml
-.venv/bin/hair-ray models prepare tiny:qwen2 builtin:smollm2-135m-instruct builtin:all-minilm-l6-v2
+SECONDS=0
+stage "A. dataset"
+$HAIR data build --config "$CONFIG" "$@"
+stage "B. seven shadow reward models"
+$HAIR reward train --config "$CONFIG" "$@"
+stage "C. GRPO-S"
+$HAIR train --config "$CONFIG" "$@"
+stage "export"
+$HAIR export --config "$CONFIG" "$@"
+stage "report"
+RUN_DIR=$(.venv/bin/python -c "import sys; from hair_ray.config import load_config; print(load_config(sys.argv[1], sys.argv[2:]).run_dir)" "$CONFIG" "$@")
+$HAIR report "$RUN_DIR"
+echo "demo finished in ${SECONDS}s"

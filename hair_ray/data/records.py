@@ -1,0 +1,35 @@
+"""Read demonstration records ({id, source, category, prompt, drafts, reply, text}) from JSONL."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+try:  # Python >= 3.11
+    from importlib.resources.abc import Traversable
+except ImportError:  # Python 3.10
+    from importlib.abc import Traversable
+
+REQUIRED_KEYS = ("id", "category", "prompt", "text")
+
+
+def read_records(path: Path | Traversable, required: Iterable[str] = REQUIRED_KEYS) -> list[dict[str, Any]]:
+    """One record a line (blank lines skipped); a broken line raises ValueError naming file:line."""
+    required = tuple(required)
+    records: list[dict[str, Any]] = []
+    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{path}:{lineno}: invalid JSON ({exc.msg})") from None
+        if not isinstance(record, dict):
+            raise ValueError(f"{path}:{lineno}: expected a JSON object, got {type(record).__name__}")
+        missing = [key for key in required if key not in record]
+        if missing:
+            raise ValueError(f"{path}:{lineno}: record lacks {', '.join(missing)}")
+        records.append(record)
+    return records

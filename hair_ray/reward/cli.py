@@ -1,0 +1,123 @@
+"""`hair-ray reward train | eval`: stage B from the command line.
+
+Both commands join the Ray cluster named by `--address` (or $RAY_ADDRESS); without either they
+start a local one sized to the machine. Inside `ray job submit` they join the job's cluster.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from hair_ray.config import ConfigError, load_config
+
+reward_app = typer.Typer(no_args_is_help=True, help="Stage B: train, evaluate the seven shadow reward models.")
+
+ConfigOption = Annotated[Optional[str], typer.Option("--config", "-c", help="YAML run config.")]
+Overrides = Annotated[Optional[list[str]], typer.Argument(help="Dotted overrides: reward.irl.epochs=2")]
+AddressOption = Annotated[Optional[str], typer.Option("--address", help="Ray cluster address (default: $RAY_ADDRESS or a local cluster).")]
+
+
+def _load(config: str | None, overrides: list[str] | None):
+    try:
+        return load_config(config, overrides or [])
+    except ConfigError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
+def _ensure_ray(address: str | None) -> None:
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(address=address, log_to_driver=True)
+
+
+def _fmt(value) -> str:
+    return "  n/a" if value is None else f"{value:.3f}"
+
+
+@reward_app.command("train")
+def train(config: ConfigOption = None, overrides: Overrides = None, address: AddressOption = None) -> None:
+    """Sample negatives from π_ref, train one reward model per category, write DIR/report.json."""
+    from hair_ray.reward.train import TrainingDataError, train_reward_models
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    cfg = _load(config, overrides)
+    _ensure_ray(address)
+    try:
+        report = train_reward_models(cfg)
+    except TrainingDataError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"{'category':<28}{'pairs':>7}{'held-out':>9}{'acc before':>11}{'acc after':>10}{'wall s':>8}")
+    for category, result in report["categories"].items():
+        before = (result["heldout_before"] or {}).get("accuracy")
+        after = (result["heldout"] or {}).get("accuracy")
+        typer.echo(
+            f"{category:<28}{result['pairs_train']:>7}{result['pairs_heldout']:>9}"
+            f"{_fmt(before):>11}{_fmt(after):>10}{result['wall_s']:>8.1f}"
+        )
+    typer.echo(f"wrote {Path(cfg.reward.models_dir) / 'report.json'} (wall {report['wall_s']:.1f} s)")
+
+
+def _dna_ids(path: Path) -> set[int]:
+    """Do-Not-Answer row ids (`dna-<id>`) of a stage-A JSONL file: to exclude seen prompts."""
+    ids = set()
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            record_id = str(json.loads(line).get("id", ""))
+            if record_id.startswith("dna-") and record_id[4:].isdigit():
+                ids.add(int(record_id[4:]))
+    return ids
+
+
+@reward_app.command("eval")
+def evaluate(
+    config: ConfigOption = None,
+    overrides: Overrides = None,
+    data_en: Annotated[str, typer.Option("--data-en", help="Do-Not-Answer data_en.csv (six models' replies, human labels).")] = "",
+    out: Annotated[Optional[str], typer.Option("--out", help="Report JSON (default: <models_dir>/eval_do_not_answer.json).")] = None,
+    mapping_fit: Annotated[str, typer.Option("--mapping-fit", help="approx: all mapped rows; good: drop loose fits.")] = "approx",
+    exclude_ids_from: Annotated[Optional[str], typer.Option("--exclude-ids-from", help="A stage-A JSONL whose dna-<id> prompts are left out (seen in training).")] = None,
+    max_rows: Annotated[Optional[int], typer.Option("--max-rows", help="Read only the first N rows (quick looks).")] = None,
+    address: AddressOption = None,
+) -> None:
+    """Agreement with Do-Not-Answer's human harmfulness labels, per category."""
+    from hair_ray.atomic import atomic_write_text
+    from hair_ray.reward.evaluate import evaluate_reward_models
+
+    if not data_en:
+        typer.echo("error: --data-en PATH is required (Do-Not-Answer's data_en.csv)", err=True)
+        raise typer.Exit(2)
+    if mapping_fit not in ("approx", "good"):
+        typer.echo(f"error: --mapping-fit must be approx or good, got {mapping_fit!r}", err=True)
+        raise typer.Exit(2)
+    cfg = _load(config, overrides)
+    exclude = _dna_ids(Path(exclude_ids_from)) if exclude_ids_from else None
+    _ensure_ray(address)
+    try:
+        report = evaluate_reward_models(cfg, data_en, mapping_fit=mapping_fit, max_rows=max_rows, exclude_ids=exclude)
+    except (FileNotFoundError, ValueError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    except (TimeoutError, RuntimeError) as exc:  # a reward worker hung or could not start
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"{'category':<28}{'replies':>8}{'harmful':>8}{'pairs':>7}{'agreement':>10}{'AUROC':>7}")
+    for category, row in report["categories"].items():
+        typer.echo(
+            f"{category:<28}{row['replies']:>8}{row['harmful_replies']:>8}{row['pairs']:>7}"
+            f"{_fmt(row['agreement']):>10}{_fmt(row['auroc']):>7}"
+        )
+    typer.echo(
+        f"pooled agreement {_fmt(report['pooled_agreement'])} over {report['pooled_pairs']} pairs; "
+        f"macro AUROC {_fmt(report['macro_auroc'])}; scored {report['replies_scored']} replies in {report['score_wall_s']:.1f} s"
+    )
+    target = Path(out) if out else Path(cfg.reward.models_dir) / "eval_do_not_answer.json"
+    atomic_write_text(target, json.dumps(report, indent=2) + "\n")
+    typer.echo(f"wrote {target}")

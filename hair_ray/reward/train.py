@@ -1,0 +1,375 @@
+"""Train the seven shadow reward models by IRL (DESIGN.md section 2, Stage B), as Ray tasks.
+
+Reads top to bottom like the stage:
+
+    records   = read_training_records(config)          # stage A's train.jsonl, or the seed set
+    split     = split_heldout(records)                 # per category, by prompt
+    for round in 1..irl.rounds:
+        negatives = sample ỹ ~ π_round for every prompt  (one Ray task, the rollout backend)
+        models    = train_category × 7                   (Ray tasks sharing the cluster)
+    write DIR/<category>/ and DIR/report.json
+
+Each training task is plain torch (small backbones; a DeepSpeed / Ray Train TorchTrainer path
+for 7B backbones is a follow-up, see docs/reward_models.md). Tasks reserve
+`reward.train_cpus_per_model` CPUs and `reward.num_gpus_per_model` (fractional) GPUs, so on a CPU
+machine they queue within the cores and on a GPU machine several share one GPU.
+
+The folders are written by the tasks themselves (atomically), so on a multi-node cluster
+`reward.models_dir` must be shared storage (as Ray Train's storage_path would be).
+
+Rounds (`irl.rounds > 1`, the bilevel variant): each round re-samples the negatives from the
+policy returned by `policy_for_round` and continues training from the previous round's models.
+This codebase has no policy update yet, so the default returns π_ref every round (fresh samples,
+same policy); the GRPO trainer is where a policy checkpoint per round will come from.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import random
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from hair_ray.categories import CATEGORY_NAMES, parse_category
+from hair_ray.config import ModelSpec, RewardConfig, RunConfig, config_hash
+from hair_ray.reward.negatives import NegativeSet, Pair, sample_negatives_in_ray
+
+__all__ = [
+    "TrainingDataError",
+    "evaluate_pairs",
+    "read_training_records",
+    "split_heldout",
+    "train_category",
+    "train_reward_models",
+    "training_data_hash",
+]
+
+log = logging.getLogger("hair_ray.reward")
+REPORT_FILE = "report.json"
+
+
+class TrainingDataError(ValueError):
+    """The training records are missing or unusable; the message names the file."""
+
+
+# --------------------------------------------------------------------------------------------
+# data
+# --------------------------------------------------------------------------------------------
+
+
+def read_jsonl_records(path: Path) -> list[dict[str, Any]]:
+    """Stage A records ({id, source, category, prompt, drafts, reply, text}), one per line."""
+    if not path.is_file():
+        raise TrainingDataError(
+            f"{path} does not exist; build the dataset first (`hair-ray data build`) or set "
+            f"reward.train_source=seed to train on the embedded seed demonstrations"
+        )
+    records = []
+    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise TrainingDataError(f"{path}:{lineno}: invalid JSON ({exc})") from None
+        missing = [k for k in ("id", "category", "prompt", "text") if k not in record]
+        if missing:
+            raise TrainingDataError(f"{path}:{lineno}: record lacks {', '.join(missing)}")
+        try:
+            record["category"] = parse_category(str(record["category"])).value
+        except ValueError as exc:
+            raise TrainingDataError(f"{path}:{lineno}: {exc}") from None
+        records.append(record)
+    return records
+
+
+def read_training_records(config: RunConfig) -> tuple[list[dict[str, Any]], str]:
+    """The demonstrations to train on, and where they came from (for the report)."""
+    if config.reward.train_source == "seed":
+        from hair_ray.data.seed_data import load_seed_records
+
+        return load_seed_records(), "seed"
+    path = Path(config.reward.dataset_dir or config.data.dataset_dir) / "train.jsonl"
+    return read_jsonl_records(path), str(path)
+
+
+def split_heldout(records: list[dict[str, Any]], fraction: float, seed: int) -> tuple[list[dict], list[dict]]:
+    """Per category, hold out `fraction` of the prompts (not pairs: no prompt in both sides).
+
+    Deterministic in (ids, seed). At least one prompt is held out when fraction > 0 and the
+    category has two or more, and at least one always stays for training.
+    """
+    by_category: dict[str, list[dict]] = defaultdict(list)
+    for record in records:
+        by_category[record["category"]].append(record)
+    train, heldout = [], []
+    for category in sorted(by_category):
+        group = sorted(by_category[category], key=lambda r: str(r["id"]))
+        random.Random(f"{seed}:{category}").shuffle(group)
+        n_out = round(fraction * len(group))
+        if fraction > 0 and len(group) >= 2:
+            n_out = max(n_out, 1)
+        n_out = min(n_out, len(group) - 1)
+        heldout.extend(group[:n_out])
+        train.extend(group[n_out:])
+    return train, heldout
+
+
+def training_data_hash(pairs: list[Pair]) -> str:
+    """A short hash of exactly what a model was trained on (recorded in its metadata)."""
+    canonical = sorted((p.record_id, p.sample_index, p.demonstration, p.negative) for p in pairs)
+    return hashlib.sha256(json.dumps(canonical).encode()).hexdigest()[:16]
+
+
+# --------------------------------------------------------------------------------------------
+# one category (runs inside a Ray task)
+# --------------------------------------------------------------------------------------------
+
+
+def _batch_rewards(model, tokenizer, pairs: list[Pair], max_length_tokens: int, device):
+    """One forward over demonstrations and samples together; returns (r_demo, r_sample)."""
+    from hair_ray.models.reward_model import encode_pairs
+
+    prompts = [p.prompt for p in pairs] * 2
+    responses = [p.demonstration for p in pairs] + [p.negative for p in pairs]
+    batch = encode_pairs(tokenizer, prompts, responses, head=model.head_kind, max_length_tokens=max_length_tokens)
+    rewards = model(**{k: v.to(device) for k, v in batch.items() if k in ("input_ids", "attention_mask", "token_type_ids")})
+    return rewards[: len(pairs)], rewards[len(pairs) :]
+
+
+def evaluate_pairs(model, tokenizer, pairs: list[Pair], *, max_length_tokens: int, pairs_per_batch: int = 16) -> dict[str, float] | None:
+    """Loss, pairwise accuracy and margin statistics over `pairs` (None when there are none)."""
+    import torch
+
+    from hair_ray.algo.irl import bradley_terry_loss, margin_stats, pairwise_accuracy
+
+    if not pairs:
+        return None
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    demo, sample = [], []
+    with torch.no_grad():
+        for start in range(0, len(pairs), pairs_per_batch):
+            d, s = _batch_rewards(model, tokenizer, pairs[start : start + pairs_per_batch], max_length_tokens, device)
+            demo.append(d.float().cpu())
+            sample.append(s.float().cpu())
+    model.train(was_training)
+    r_demo, r_sample = torch.cat(demo), torch.cat(sample)
+    margins = margin_stats(r_demo, r_sample)
+    return {
+        "pairs": len(pairs),
+        "loss": float(bradley_terry_loss(r_demo, r_sample)),
+        "accuracy": float(pairwise_accuracy(r_demo, r_sample)),
+        "margin_mean": float(margins.mean),
+        "margin_std": float(margins.std),
+        "margin_min": float(margins.min),
+    }
+
+
+def train_category(
+    category: str,
+    train_pairs: list[Pair],
+    heldout_pairs: list[Pair],
+    reward: RewardConfig,
+    *,
+    folder: str,
+    seed: int,
+    init_folder: str | None = None,
+    extra_metadata: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Train one category's reward model on its pairs, save it to `folder`, return its metrics.
+
+    `init_folder`: continue from that saved model (the previous IRL round) instead of a fresh
+    head on the pretrained backbone.
+    """
+    import torch
+
+    from hair_ray import __version__
+    from hair_ray.algo.irl import bradley_terry_loss, pairwise_accuracy
+    from hair_ray.models.reward_model import (
+        RewardModelMetadata,
+        build_reward_model,
+        load_reward_model,
+        save_reward_model,
+    )
+
+    if not train_pairs:
+        raise TrainingDataError(f"category {category!r} has no training pairs")
+    start_time = time.perf_counter()
+    irl = reward.irl
+    torch.manual_seed(seed)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if init_folder is not None:
+        loaded = load_reward_model(init_folder, category=category, backbone=reward.backbone.name_or_path, device=device)
+        model, tokenizer = loaded.model, loaded.tokenizer
+    else:
+        model, tokenizer = build_reward_model(reward.backbone, reward.head)
+        model.to(device)
+    optimizer = torch.optim.AdamW(
+        [p for p in model.parameters() if p.requires_grad], lr=irl.learning_rate, weight_decay=irl.weight_decay
+    )
+    evaluate = lambda: evaluate_pairs(  # noqa: E731
+        model, tokenizer, heldout_pairs, max_length_tokens=irl.max_length_tokens, pairs_per_batch=irl.pairs_per_batch
+    )
+    heldout_before = evaluate()
+    loss_curve: list[float] = []
+    heldout_curve: list[float] = []
+    train_accuracy: list[float] = []
+    generator = torch.Generator().manual_seed(seed)
+    model.train()
+    for _epoch in range(irl.epochs):
+        order = torch.randperm(len(train_pairs), generator=generator).tolist()
+        wins = 0.0
+        for begin in range(0, len(order), irl.pairs_per_batch):
+            batch = [train_pairs[i] for i in order[begin : begin + irl.pairs_per_batch]]
+            r_demo, r_sample = _batch_rewards(model, tokenizer, batch, irl.max_length_tokens, device)
+            loss = bradley_terry_loss(r_demo.float(), r_sample.float())
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), irl.grad_clip)
+            optimizer.step()
+            loss_curve.append(loss.item())
+            wins += float(pairwise_accuracy(r_demo.detach(), r_sample.detach())) * len(batch)
+        train_accuracy.append(wins / len(train_pairs))
+        after_epoch = evaluate()
+        if after_epoch is not None:
+            heldout_curve.append(after_epoch["loss"])
+    heldout_after = evaluate()
+
+    data_hash = training_data_hash(train_pairs)
+    metadata = RewardModelMetadata(
+        category=category,
+        backbone=reward.backbone.name_or_path,
+        backbone_model_type=str(model.backbone.config.model_type),
+        head=model.head_kind,
+        training_data_hash=data_hash,
+        hair_ray_version=__version__,
+        max_length_tokens=irl.max_length_tokens,
+        extra=dict(extra_metadata or {}, pairs_train=len(train_pairs), pairs_heldout=len(heldout_pairs)),
+    )
+    model.to("cpu")
+    save_reward_model(folder, model, tokenizer, metadata)
+    return {
+        "category": category,
+        "folder": folder,
+        "training_data_hash": data_hash,
+        "pairs_train": len(train_pairs),
+        "pairs_heldout": len(heldout_pairs),
+        "prompts_train": len({p.record_id for p in train_pairs}),
+        "prompts_heldout": len({p.record_id for p in heldout_pairs}),
+        "heldout_before": heldout_before,
+        "heldout": heldout_after,
+        "train_loss_curve": loss_curve,
+        "train_accuracy_per_epoch": train_accuracy,
+        "heldout_loss_per_epoch": heldout_curve,
+        "wall_s": time.perf_counter() - start_time,
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# the seven, on the cluster
+# --------------------------------------------------------------------------------------------
+
+
+def _write_negatives(path: Path, negatives: NegativeSet) -> None:
+    """Keep the sampled negatives next to the models: the numbers can then be inspected."""
+    from hair_ray.atomic import atomic_write_text
+
+    lines = [json.dumps(asdict(pair), ensure_ascii=False) for pair in negatives.pairs]
+    atomic_write_text(path, "\n".join(lines) + ("\n" if lines else ""))
+
+
+def train_reward_models(
+    config: RunConfig,
+    *,
+    records: list[dict[str, Any]] | None = None,
+    policy_for_round: Callable[[int], ModelSpec] | None = None,
+) -> dict[str, Any]:
+    """Train one reward model per category on the Ray cluster; write the folders and report.json.
+
+    Needs `ray.init()` done by the caller (the CLI, a test fixture, a Ray job). `records`
+    overrides what the config points at; `policy_for_round(r)` (r = 0, 1, ...) gives the policy
+    that samples the negatives of round r (default: `config.policy` every round).
+    """
+    import ray
+
+    from hair_ray.atomic import atomic_write_text
+
+    start_time = time.perf_counter()
+    reward = config.reward
+    out_dir = Path(reward.models_dir)
+    source = "given"
+    if records is None:
+        records, source = read_training_records(config)
+    counts = Counter(r["category"] for r in records)
+    missing = [c for c in CATEGORY_NAMES if counts[c] == 0]
+    if missing:
+        raise TrainingDataError(f"{source}: no demonstrations for {', '.join(missing)} (each of the seven needs some)")
+    train_records, heldout_records = split_heldout(records, reward.irl.heldout_fraction, config.seed)
+    heldout_ids = {str(r["id"]) for r in heldout_records}
+    policy_for_round = policy_for_round or (lambda _round: config.policy)
+    options: dict[str, Any] = {"num_cpus": reward.train_cpus_per_model, "num_gpus": reward.num_gpus_per_model}
+    if reward.num_gpus_per_model > 0:
+        options["max_calls"] = 1  # the worker exits after its task: its CUDA memory is freed
+    train_task = ray.remote(**options)(train_category)  # max_calls is not allowed in .options()
+
+    rounds: list[dict[str, Any]] = []
+    results: dict[str, dict[str, Any]] = {}
+    for round_index in range(reward.irl.rounds):
+        policy = policy_for_round(round_index)
+        log.info("round %d: sampling %d negatives per prompt from %s", round_index + 1, reward.irl.negatives_per_prompt, policy.name_or_path)
+        negatives = sample_negatives_in_ray(
+            records, policy, reward, config.rollout,
+            seed=config.seed + 1000 * round_index,
+            num_cpus=config.placement.cpus_per_rollout_worker,
+            num_gpus=config.placement.gpus_per_rollout_worker,
+        )
+        _write_negatives(out_dir / f"negatives_round{round_index + 1}.jsonl", negatives)
+        by_category: dict[str, tuple[list[Pair], list[Pair]]] = {c: ([], []) for c in CATEGORY_NAMES}
+        for pair in negatives.pairs:
+            by_category[pair.category][1 if pair.record_id in heldout_ids else 0].append(pair)
+        futures = {
+            category: train_task.remote(
+                category, train_pairs, heldout_pairs, reward,
+                folder=str(out_dir / category),
+                seed=config.seed + CATEGORY_NAMES.index(category),
+                init_folder=str(out_dir / category) if round_index > 0 else None,
+                extra_metadata={"round": round_index + 1, "policy": policy.name_or_path},
+            )
+            for category, (train_pairs, heldout_pairs) in by_category.items()
+        }
+        results = {category: ray.get(ref) for category, ref in futures.items()}
+        for category, result in results.items():
+            result["dropped_equal_to_demo"] = negatives.dropped_equal[category]
+        rounds.append({
+            "round": round_index + 1,
+            "policy": policy.name_or_path,
+            "negatives_backend": negatives.backend,
+            "samples": negatives.samples,
+            "pairs": len(negatives.pairs),
+            "dropped_equal_to_demo": dict(negatives.dropped_equal),
+            "negatives_wall_s": negatives.wall_s,
+            "heldout_accuracy": {c: (r["heldout"] or {}).get("accuracy") for c, r in results.items()},
+        })
+
+    report = {
+        "config_hash": config_hash(config),
+        "source": source,
+        "backbone": reward.backbone.name_or_path,
+        "policy": config.policy.name_or_path,
+        "records": len(records),
+        "prompts_train": len(train_records),
+        "prompts_heldout": len(heldout_records),
+        "rounds": rounds,
+        "categories": results,
+        "wall_s": time.perf_counter() - start_time,
+    }
+    atomic_write_text(out_dir / REPORT_FILE, json.dumps(report, indent=2) + "\n")
+    return report
