@@ -265,7 +265,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     results: dict[str, Any] = {
         "benchmark": "hardness",
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+        # Paths relative to the working directory: results should not record this machine.
+        "args": {k: (os.path.relpath(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
     }
     if "encoders" in parts:
         results["encoders"] = {kind: bench_encoder(kind, args) for kind in args.encoders.split(",")}

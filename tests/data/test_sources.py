@@ -14,7 +14,9 @@ from hair_ray.config import ConfigError, SourceConfig, load_config
 from hair_ray.data import do_not_answer as dna
 from hair_ray.data.sources import SourceError, load_source
 
-DNA_DIR = Path("/work/shared/data/do-not-answer")
+from tests.conftest import SHARED_DATA
+
+DNA_DIR = SHARED_DATA / "do-not-answer"
 DNA_QUESTIONS = DNA_DIR / "do_not_answer_en.csv"
 DNA_RESPONSES = DNA_DIR / "data_en.csv"
 MAPPING_MD = DNA_DIR / "MAPPING.md"
