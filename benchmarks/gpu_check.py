@@ -308,7 +308,8 @@ def part_train_step(args) -> dict[str, Any]:
     metrics = [json.loads(line) for line in (config.run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
     steady = [m["timing/step"] for m in metrics[1:]] or [metrics[-1]["timing/step"]]
     return {
-        "steps": steps, "samples_per_step": 64, "max_new_tokens": args.max_new_tokens, "hardness": hardness[0],
+        "steps": steps, "samples_per_step": config.algo.prompts_per_step * config.algo.group_size,
+        "max_new_tokens": args.max_new_tokens, "hardness": hardness[0],
         "run_seconds_with_start": total,
         "step_seconds": [m["timing/step"] for m in metrics],
         "steady_step_seconds": statistics.median(steady),
@@ -422,12 +423,12 @@ def main() -> int:
 
     # (name, estimated seconds, function): a part starts only when its estimate fits the budget.
     parts = [
-        ("throughput_tiny", 120, lambda: part_throughput(args.model, args, engine_share)),
-        ("sync", 100, lambda: part_sync(args.model, args, gpus)),
-        ("train_step", 150, lambda: part_train_step(args)),
+        ("throughput_tiny", 100, lambda: part_throughput(args.model, args, engine_share)),
+        ("sync", 80, lambda: part_sync(args.model, args, gpus)),
+        ("train_step", 120, lambda: part_train_step(args)),
     ]
     if args.real_model.lower() != "none":
-        parts.append((f"throughput_{args.real_model.split(':')[-1]}", 150,
+        parts.append((f"throughput_{args.real_model.split(':')[-1]}", 120,
                       lambda: part_throughput(args.real_model, args, engine_share)))
     for name, estimate, run in parts:
         if elapsed() + estimate > args.budget_s:

@@ -7,7 +7,9 @@
 #    network: either a venv is carried/provided ($HAIR_RAY_GPU_VENV, default .cache/venv-gpu,
 #    which git ignores), or wheels are (a folder $HAIR_RAY_WHEELS from
 #    `pip download -d wheels ".[gpu,dev]"` on a machine with the same Python and platform).
-#    Without either it tries the package index, which works only where there is network.
+#    If the machine's python3 already has torch (CUDA), vllm, ray and deepspeed, the venv is
+#    made on top of it and only this project is added. Otherwise it tries the package index,
+#    which works only where there is network.
 # 2. benchmarks/gpu_check.py: rollout throughput (bare vLLM vs our RolloutWorker), weight sync
 #    seconds (object store and NCCL, with greedy-equality checks), one training step. JSON to
 #    $OUT/gpu_check.json when $OUT is set, else benchmarks/results/gpu_check.json.
@@ -15,10 +17,16 @@
 set -uo pipefail  # not -e: the tests run even when a part of the check failed
 cd "$(dirname "$0")/.."
 
-TOTAL_S=${HAIR_RAY_GPU_CHECK_S:-470}
+TOTAL_S=${HAIR_RAY_GPU_CHECK_S:-470}  # seconds for everything below, set-up included
 start=$SECONDS
 VENV=${HAIR_RAY_GPU_VENV:-.cache/venv-gpu}
 
+if [[ ! -x "$VENV/bin/python" ]] && python3 -c "import torch, vllm, ray, deepspeed, pytest; assert torch.cuda.is_available()" 2>/dev/null; then
+    # The machine's own Python already has the stack: reuse it, add only this project (offline).
+    echo "--- creating $VENV on the system site-packages"
+    python3 -m venv --system-site-packages "$VENV" || exit 2
+    "$VENV/bin/python" -m pip install -q --no-deps --no-build-isolation -e . || exit 2
+fi
 if [[ ! -x "$VENV/bin/python" ]]; then
     echo "--- creating $VENV with .[gpu,dev]"
     python3 -m venv "$VENV" || exit 2

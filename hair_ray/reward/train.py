@@ -19,8 +19,9 @@ The folders are written by the tasks themselves (atomically), so on a multi-node
 
 Rounds (`irl.rounds > 1`, the bilevel variant): each round re-samples the negatives from the
 policy returned by `policy_for_round` and continues training from the previous round's models.
-This codebase has no policy update yet, so the default returns π_ref every round (fresh samples,
-same policy); the GRPO trainer is where a policy checkpoint per round will come from.
+The default returns π_ref every round (fresh samples, same policy): no GRPO runs between rounds
+here. A full bilevel loop would hand in the policy exported (hair_ray/export.py) after a few
+GRPO-S steps against the current reward models; that wiring is not done.
 """
 
 from __future__ import annotations

@@ -18,10 +18,11 @@ from hair_ray.categories import CATEGORY_NAMES
 from hair_ray.cli import app
 from hair_ray.config import load_config
 from hair_ray.data.seed_data import load_seed_records
+from tests.conftest import SHARED_DATA
 
 REPO = Path(__file__).resolve().parents[2]
 TINY_JOB = REPO / "jobs" / "reward_tiny.yaml"
-DATA_EN = Path("/work/shared/data/do-not-answer/data_en.csv")
+DATA_EN = SHARED_DATA / "do-not-answer" / "data_en.csv"
 
 
 @pytest.fixture(scope="module")
