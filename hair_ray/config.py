@@ -218,6 +218,9 @@ class IRLConfig(Section):
     # What y_demo is: the whole CoD `text` (drafts, ####, reply: what the HAIR policy learns to
     # write) or the final `reply` only (no format shortcut: a model cannot win by spotting ####).
     demonstration_field: Literal["text", "reply"] = "text"
+    # Round 1 reuses the samples of an earlier run (its DIR/negatives_round1.jsonl) instead of
+    # sampling: ablations on the same negatives, and no generation cost. Later rounds re-sample.
+    negatives_file: str | None = None
 
 
 class RewardConfig(Section):

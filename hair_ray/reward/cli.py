@@ -51,7 +51,7 @@ def train(config: ConfigOption = None, overrides: Overrides = None, address: Add
     _ensure_ray(address)
     try:
         report = train_reward_models(cfg)
-    except TrainingDataError as exc:
+    except (TrainingDataError, FileNotFoundError, ValueError) as exc:  # data, negatives file, models
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
     typer.echo(f"{'category':<28}{'pairs':>7}{'held-out':>9}{'acc before':>11}{'acc after':>10}{'wall s':>8}")
@@ -118,6 +118,10 @@ def evaluate(
         f"pooled agreement {_fmt(report['pooled_agreement'])} over {report['pooled_pairs']} pairs; "
         f"macro AUROC {_fmt(report['macro_auroc'])}; scored {report['replies_scored']} replies in {report['score_wall_s']:.1f} s"
     )
+    typer.echo("within each answering model (style held constant), AUROC of per-category z-scores:")
+    for model, row in report["by_model"].items():
+        typer.echo(f"  {model:<16} replies {row['replies']:>5}  harmful {row['harmful_replies']:>3}  "
+                   f"AUROC {_fmt(row['auroc_within_model'])}  mean z {row['mean_z_score']:+.2f}")
     target = Path(out) if out else Path(cfg.reward.models_dir) / "eval_do_not_answer.json"
     atomic_write_text(target, json.dumps(report, indent=2) + "\n")
     typer.echo(f"wrote {target}")

@@ -18,11 +18,15 @@ import logging
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from hair_ray.config import ModelSpec, RewardConfig, RolloutConfig
 
-__all__ = ["NegativeSet", "Pair", "build_pairs", "sample_negatives", "sample_negatives_in_ray", "sample_texts"]
+__all__ = [
+    "NegativeSet", "Pair", "build_pairs", "read_negatives_file", "sample_negatives", "sample_negatives_in_ray",
+    "sample_texts",
+]
 
 log = logging.getLogger("hair_ray.reward")
 
@@ -67,6 +71,37 @@ def build_pairs(records: list[dict[str, Any]], samples: list[list[str]], demonst
                 continue
             out.pairs.append(Pair(str(record["id"]), record["category"], record["prompt"], demo, text, index))
     return out
+
+
+def read_negatives_file(path: str | Path, records: list[dict[str, Any]], demonstration_field: str = "text") -> NegativeSet:
+    """Rebuild the pairs from an earlier run's negatives (a `Pair` JSON per line).
+
+    Only the samples are reused; the demonstration comes from `records` again, so the same
+    negatives can be paired with the CoD text or with the reply. A record with no sample in the
+    file is an error (the file belongs to another dataset).
+    """
+    import json
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"reward.irl.negatives_file: {path} does not exist")
+    samples: dict[str, dict[int, str]] = {}
+    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if line.strip():
+            try:
+                row = json.loads(line)
+                samples.setdefault(str(row["record_id"]), {})[int(row["sample_index"])] = row["negative"]
+            except (json.JSONDecodeError, KeyError, ValueError) as exc:
+                raise ValueError(f"{path}:{lineno}: not a negatives line ({exc})") from None
+    missing = [str(r["id"]) for r in records if str(r["id"]) not in samples]
+    if missing:
+        raise ValueError(
+            f"reward.irl.negatives_file: {path} has no samples for {len(missing)} record(s), e.g. "
+            f"{', '.join(missing[:3])}: it was written for another dataset"
+        )
+    result = build_pairs(records, [[t for _, t in sorted(samples[str(r["id"])].items())] for r in records], demonstration_field)
+    result.backend, result.policy = "file", str(path)
+    return result
 
 
 # --------------------------------------------------------------------------------------------

@@ -39,7 +39,7 @@ from typing import Any
 
 from hair_ray.categories import CATEGORY_NAMES, parse_category
 from hair_ray.config import ModelSpec, RewardConfig, RunConfig, config_hash
-from hair_ray.reward.negatives import NegativeSet, Pair, sample_negatives_in_ray
+from hair_ray.reward.negatives import NegativeSet, Pair, read_negatives_file, sample_negatives_in_ray
 
 __all__ = [
     "TrainingDataError",
@@ -325,13 +325,17 @@ def train_reward_models(
     results: dict[str, dict[str, Any]] = {}
     for round_index in range(reward.irl.rounds):
         policy = policy_for_round(round_index)
-        log.info("round %d: sampling %d negatives per prompt from %s", round_index + 1, reward.irl.negatives_per_prompt, policy.name_or_path)
-        negatives = sample_negatives_in_ray(
-            records, policy, reward, config.rollout,
-            seed=config.seed + 1000 * round_index,
-            num_cpus=config.placement.cpus_per_rollout_worker,
-            num_gpus=config.placement.gpus_per_rollout_worker,
-        )
+        log.info("round %d: %d negatives per prompt from %s", round_index + 1, reward.irl.negatives_per_prompt,
+                 reward.irl.negatives_file if round_index == 0 and reward.irl.negatives_file else policy.name_or_path)
+        if round_index == 0 and reward.irl.negatives_file:
+            negatives = read_negatives_file(reward.irl.negatives_file, records, reward.irl.demonstration_field)
+        else:
+            negatives = sample_negatives_in_ray(
+                records, policy, reward, config.rollout,
+                seed=config.seed + 1000 * round_index,
+                num_cpus=config.placement.cpus_per_rollout_worker,
+                num_gpus=config.placement.gpus_per_rollout_worker,
+            )
         _write_negatives(out_dir / f"negatives_round{round_index + 1}.jsonl", negatives)
         by_category: dict[str, tuple[list[Pair], list[Pair]]] = {c: ([], []) for c in CATEGORY_NAMES}
         for pair in negatives.pairs:
@@ -351,7 +355,7 @@ def train_reward_models(
             result["dropped_equal_to_demo"] = negatives.dropped_equal[category]
         rounds.append({
             "round": round_index + 1,
-            "policy": policy.name_or_path,
+            "policy": negatives.policy or policy.name_or_path,  # a negatives_file: its path
             "negatives_backend": negatives.backend,
             "samples": negatives.samples,
             "pairs": len(negatives.pairs),

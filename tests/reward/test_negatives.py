@@ -37,6 +37,27 @@ def test_the_reply_alone_can_be_the_demonstration() -> None:
     assert result.dropped_equal["insult"] == 1
 
 
+def test_negatives_file_is_reused_with_either_demonstration(tmp_path) -> None:
+    import json
+    from dataclasses import asdict
+
+    from hair_ray.reward.negatives import read_negatives_file
+
+    records = [dict(RECORDS[0], reply="No."), dict(RECORDS[1], reply="Call 988.")]
+    first = build_pairs(records, [["Idiot.", "No."], ["Cheer up."]])
+    path = tmp_path / "negatives_round1.jsonl"
+    path.write_text("".join(json.dumps(asdict(p)) + "\n" for p in first.pairs))
+    # the file holds "Idiot.", "No." (a) and "Cheer up." (b); paired with the reply, "No." equals
+    # record a's reply and is dropped this time
+    again = read_negatives_file(path, records, demonstration_field="reply")
+    assert [(p.record_id, p.demonstration, p.negative) for p in again.pairs] == [
+        ("a", "No.", "Idiot."), ("b", "Call 988.", "Cheer up."),
+    ]
+    assert again.dropped_equal["insult"] == 1 and again.backend == "file"
+    with pytest.raises(ValueError, match="no samples for 1 record"):
+        read_negatives_file(path, records + [dict(RECORDS[0], id="c")])
+
+
 def test_hf_backend_draws_k_samples_per_prompt() -> None:
     config = load_config(None, ["rollout.max_new_tokens=6", "reward.irl.negatives_per_prompt=3"])
     result = sample_negatives(RECORDS, ModelSpec(name_or_path="tiny:qwen2"), config.reward, config.rollout, seed=0)
