@@ -271,9 +271,9 @@ class RolloutConfig(Section):
     gpu_memory_utilization: float = Field(0.5, gt=0, le=1)
     cpu_kv_cache_gib: float = Field(1.0, gt=0)
     enforce_eager: bool | None = None  # None: eager on CPU (fast start), compiled on GPU
-    # One step off-policy: generate step t+1 while the learner updates on step t.
+    # One step off-policy: generate step t+1 while the learner updates on step t (staleness is
+    # at most one policy version; `rollout/staleness` logs it per step).
     async_: bool = Field(False, alias="async")
-    max_staleness_steps: int = Field(1, ge=0)
     max_restarts: int = Field(2, ge=0)  # a crashed worker restarts, is re-synced, and retried
     timeout_s: float = Field(600.0, gt=0)  # one generate call or weight sync; a hang is a bug
     sync_bucket_mib: float = Field(256.0, gt=0)  # weight-sync bucket: bounds peak memory

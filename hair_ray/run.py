@@ -92,9 +92,10 @@ def start_scorer(config: RunConfig, plan, groups, records: list[dict]):
         num_cpus=options.pop("num_cpus"),
         num_gpus=options.pop("num_gpus"),
         max_restarts=2,
+        demonstrations=records,  # embedded once, by the constructor: a restart re-embeds them
         **options,
     )
-    ray.get(scorer.cache_demonstrations.remote(records))  # embedded once: the demos never change
+    ray.get(scorer.stats.remote())  # wait until it is up, so step 1's timing is its own
     return scorer
 
 
@@ -160,7 +161,7 @@ def train(config: RunConfig) -> dict[str, Any]:
                         config.run_dir,
                         trainer.step,
                         config=config,
-                        sampler_state=trainer.sampler.state(),
+                        sampler_state=trainer.sampler_state(),
                         weights_version=trainer.weights_version,
                         wall_time_s=time.monotonic() - started,
                     ) as staging:

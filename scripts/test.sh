@@ -9,9 +9,9 @@ export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 WANDB_MODE=
 export TOKENIZERS_PARALLELISM=false PYTHONUNBUFFERED=1
 
 if [[ -x .venv-clip/bin/python ]]; then
-    .venv/bin/python -m pytest -m "not gpu and not clip" "$@"
+    .venv/bin/python -m pytest -m "not gpu and not clip" --durations=15 "$@"
     echo "--- open_clip encoder tests (.venv-clip: torch 2.14.1 + torchvision) ---"
     PYTHONPATH=. .venv-clip/bin/python -m pytest -m clip -p no:cacheprovider tests/clip
 else
-    .venv/bin/python -m pytest -m "not gpu" "$@"
+    .venv/bin/python -m pytest -m "not gpu" --durations=15 "$@"
 fi

