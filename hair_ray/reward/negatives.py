@@ -178,6 +178,7 @@ def _sample_vllm(policy: ModelSpec, prompts: list[str], k: int, rollout: Rollout
         tensor_parallel_size=rollout.tensor_parallel_size,
         gpu_memory_utilization=rollout.gpu_memory_utilization,
         cpu_kv_cache_gib=rollout.cpu_kv_cache_gib,
+        cpu_reserved_cores=rollout.cpu_reserved_cores,
         trust_remote_code=policy.trust_remote_code,
         enforce_eager=rollout.enforce_eager,
     )

@@ -100,6 +100,8 @@ class LearnerWorker:
         self.learner_cfg = LearnerConfig.model_validate(learner)
         self.algo = AlgoConfig.model_validate(algo)
         self.on_gpu = torch.cuda.is_available()
+        if not self.on_gpu and self.learner_cfg.cpu_threads:
+            torch.set_num_threads(self.learner_cfg.cpu_threads)
         os.environ.update(
             RANK=str(self.rank),
             WORLD_SIZE=str(self.world_size),
@@ -166,16 +168,19 @@ class LearnerWorker:
         return logp, entropy
 
     @torch.no_grad()
-    def _frozen_logprobs(self, batch: TrainBatch) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Old-policy and reference log-probs for every row, [N, T-1] (0 on padding)."""
+    def _frozen_logprobs(self, batch: TrainBatch, *, with_old: bool) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """Old-policy (when asked) and reference log-probs for every row, [N, T-1] (0 on padding)."""
         shape = batch.response_mask.shape
-        old = torch.zeros(shape, dtype=torch.float32)
+        old = torch.zeros(shape, dtype=torch.float32) if with_old else None
         ref = torch.zeros(shape, dtype=torch.float32) if self.reference is not None else None
+        if old is None and ref is None:
+            return None, None
         self.engine.eval()
         for rows in micro_batches(len(batch), self.learner_cfg.samples_per_micro_batch):
             part = batch.rows(rows)
             width = part.response_mask.shape[1]
-            old[rows, :width] = self._logprobs(self.engine, part)[0].cpu()
+            if old is not None:
+                old[rows, :width] = self._logprobs(self.engine, part)[0].cpu()
             if ref is not None:
                 ref[rows, :width] = self._logprobs(self.reference, part)[0].cpu()
         self.engine.train()
@@ -213,7 +218,11 @@ class LearnerWorker:
             pad_token_id=self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0,
         )
         micro = self.learner_cfg.samples_per_micro_batch
-        old_all, ref_all = self._frozen_logprobs(batch)
+        # One epoch over one mini-batch is a single optimizer step: every forward of it runs on
+        # the weights that generated the batch, so π_old is that forward, detached (as TRL and
+        # verl do), and the separate old-log-prob pass is skipped.
+        on_policy = self.algo.epochs_per_step == 1 and self._samples_per_mini_batch_per_rank() >= len(batch)
+        old_all, ref_all = self._frozen_logprobs(batch, with_old=not on_policy)
         sums: dict[str, float] = {}
         count = windows = 0
         for _ in range(self.algo.epochs_per_step):
@@ -233,7 +242,7 @@ class LearnerWorker:
                     mask = part.response_mask.to(device)
                     out = grpo_loss(
                         logp,
-                        old_all[index, :width].to(device),
+                        logp.detach() if on_policy else old_all[index, :width].to(device),
                         ref_all[index, :width].to(device) if ref_all is not None else None,
                         part.advantages.to(device),
                         mask,

@@ -34,6 +34,7 @@ class RolloutWorker:
         tensor_parallel_size: int = 1,
         gpu_memory_utilization: float = 0.5,
         cpu_kv_cache_gib: float = 1.0,
+        cpu_reserved_cores: int | None = None,
         enforce_eager: bool | None = None,
         trust_remote_code: bool = False,
     ):
@@ -51,6 +52,7 @@ class RolloutWorker:
                 tensor_parallel_size=tensor_parallel_size,
                 gpu_memory_utilization=gpu_memory_utilization,
                 cpu_kv_cache_gib=cpu_kv_cache_gib,
+                cpu_reserved_cores=cpu_reserved_cores,
                 enforce_eager=enforce_eager,
                 trust_remote_code=trust_remote_code,
             )
