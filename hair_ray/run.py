@@ -73,9 +73,7 @@ def start_rewards(config: RunConfig, plan):
         return RuleReward(load_reward_function(config.reward.function))
     from hair_ray.workers.reward_router import start_reward_workers
 
-    router = start_reward_workers(config.reward, num_cpus=plan.roles["reward"].cpus_per_actor)
-    router.wait_ready()
-    return router
+    return start_reward_workers(config.reward, num_cpus=plan.roles["reward"].cpus_per_actor)  # loading
 
 
 def start_scorer(config: RunConfig, plan, groups, records: list[dict]):
@@ -96,8 +94,19 @@ def start_scorer(config: RunConfig, plan, groups, records: list[dict]):
         demonstrations=records,  # embedded once, by the constructor: a restart re-embeds them
         **options,
     )
-    ray.get(scorer.stats.remote())  # wait until it is up, so step 1's timing is its own
-    return scorer
+    return scorer  # loading; `scorer.stats` answers once it is up
+
+
+def warn_if_alpha_m_is_constant(config: RunConfig) -> None:
+    """With population variance no gap of a G-sample group lies further than (G − 1)·var from
+    the group mean, so a relative τ ≥ G − 1 filters nothing and α^M is exactly 1."""
+    hardness, group_size = config.hardness, config.algo.group_size
+    if hardness.enabled and hardness.model_responsiveness and hardness.tau_mode == "relative" and hardness.tau >= group_size - 1:
+        log.warning(
+            "hardness.tau=%g >= algo.group_size - 1 = %d: the gap filter keeps every sample, so α^M is 1 "
+            "(model responsiveness has no effect); use a larger group or a smaller tau",
+            hardness.tau, group_size - 1,
+        )
 
 
 def train(config: RunConfig) -> dict[str, Any]:
@@ -112,6 +121,7 @@ def train(config: RunConfig) -> dict[str, Any]:
     from hair_ray.trainer import Actors, Trainer
     from hair_ray.workers.learner import start_learner_group
 
+    warn_if_alpha_m_is_constant(config)
     if not ray.is_initialized():
         ray.init()  # inside `ray job submit` this joins the job's cluster with its runtime_env
     records = load_train_records(config)
@@ -123,9 +133,15 @@ def train(config: RunConfig) -> dict[str, Any]:
 
     learners: list = []
     rollout_workers: list = []
+    rewards = scorer = None
     try:
         from hair_ray.placement import actor_options
 
+        # Every actor loads at once (engines, reward models, scorer, learner ranks); the learner
+        # group's start blocks, then the rest is awaited, so step 1's timing is the step's own.
+        rollout_workers = start_rollout_workers(config, plan, groups)
+        rewards = start_rewards(config, plan)
+        scorer = start_scorer(config, plan, groups, records)
         strategies = [actor_options(plan, groups, "learner", r).get("scheduling_strategy") for r in range(config.learner.num_workers)]
         learners = start_learner_group(
             config,
@@ -133,11 +149,11 @@ def train(config: RunConfig) -> dict[str, Any]:
             num_cpus_per_worker=plan.roles["learner"].cpus_per_actor,
             scheduling_strategies=strategies if all(strategies) else None,
         )
-        rollout_workers = start_rollout_workers(config, plan, groups)
-        # Engines start in parallel with the rest; wait so step 1's timing is the step's own.
         ray.get([worker.version.remote() for worker in rollout_workers], timeout=config.rollout.timeout_s)
-        rewards = start_rewards(config, plan)
-        scorer = start_scorer(config, plan, groups, records)
+        if hasattr(rewards, "wait_ready"):
+            rewards.wait_ready()
+        if scorer is not None:
+            ray.get(scorer.stats.remote(), timeout=config.rollout.timeout_s)
         rollout = RolloutGroup(rollout_workers, config)
         trainer = Trainer(config, records, Actors(rollout, learners, rewards, scorer), tokenizer)
         if checkpoint is not None:
@@ -172,6 +188,7 @@ def train(config: RunConfig) -> dict[str, Any]:
     finally:
         if learners:
             ray.get([learner.shutdown.remote() for learner in learners], timeout=120)
-        for actor in learners + rollout_workers:
+        others = list(getattr(rewards, "workers", {}).values()) + ([scorer] if scorer is not None else [])
+        for actor in learners + rollout_workers + others:
             ray.kill(actor)
         remove_placement_groups(groups)

@@ -300,3 +300,19 @@ def test_grpo_s_missing_inputs_raise() -> None:
         )
     with pytest.raises(ValueError, match="demo_rewards"):
         grpo_s_advantages(x["rewards"], x["group_ids"], alpha_d=x["alpha_d"], demo_rewards=None)
+
+
+def test_relative_tau_of_group_size_minus_one_keeps_every_sample() -> None:
+    # With population variance, (g_i − ḡ)² ≤ (G − 1)·var(g) always: for G = 4 the extreme case
+    # g = [3, 0, 0, 0] has ḡ = 0.75, var = 1.6875 and (3 − 0.75)² = 5.0625 = 3 × 1.6875.
+    rewards = torch.tensor([-3.0, 0.0, 0.0, 0.0])
+    out = model_responsiveness(rewards, torch.zeros(4), torch.zeros(4, dtype=torch.long), tau=3.0)
+    assert bool(out.kept.all()) and torch.equal(out.alpha, torch.ones(4))
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(200):
+        rewards = torch.randn(4, generator=generator) * 5
+        out = model_responsiveness(rewards, torch.randn(4, generator=generator), torch.zeros(4, dtype=torch.long), tau=3.0)
+        assert bool(out.kept.all())
+    # Just under the bound, the extreme sample is dropped.
+    out = model_responsiveness(torch.tensor([-3.0, 0.0, 0.0, 0.0]), torch.zeros(4), torch.zeros(4, dtype=torch.long), tau=2.99)
+    assert out.kept.tolist() == [False, True, True, True]
