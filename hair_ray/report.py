@@ -129,8 +129,11 @@ def _line(ax: Any, records: list[Record], keys: tuple[str, ...] | str, label: st
 
 
 def _finish(ax: Any, title: str, legend: bool = False) -> None:
+    from matplotlib.ticker import MaxNLocator
+
     ax.set_title(title)
     ax.set_xlabel("step")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # steps are whole numbers
     if not ax.lines:
         ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes, color="grey")
     elif legend:
