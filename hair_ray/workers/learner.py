@@ -218,9 +218,9 @@ class LearnerWorker:
             pad_token_id=self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0,
         )
         micro = self.learner_cfg.samples_per_micro_batch
-        # One epoch over one mini-batch is a single optimizer step: every forward of it runs on
-        # the weights that generated the batch, so π_old is that forward, detached (as TRL and
-        # verl do), and the separate old-log-prob pass is skipped.
+        # π_old is the policy at the start of this update. One epoch over one mini-batch is a
+        # single optimizer step, so every forward of it runs on exactly those weights: π_old is
+        # that forward, detached (as TRL and verl do), and the separate pass is skipped.
         on_policy = self.algo.epochs_per_step == 1 and self._samples_per_mini_batch_per_rank() >= len(batch)
         old_all, ref_all = self._frozen_logprobs(batch, with_old=not on_policy)
         sums: dict[str, float] = {}
