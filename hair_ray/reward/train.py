@@ -320,10 +320,11 @@ def train_reward_models(
     results: dict[str, dict[str, Any]] = {}
     for round_index in range(reward.irl.rounds):
         policy = policy_for_round(round_index)
+        reused = reward.irl.negatives_file if round_index == 0 else None
         log.info("round %d: %d negatives per prompt from %s", round_index + 1, reward.irl.negatives_per_prompt,
-                 reward.irl.negatives_file if round_index == 0 and reward.irl.negatives_file else policy.name_or_path)
-        if round_index == 0 and reward.irl.negatives_file:
-            negatives = read_negatives_file(reward.irl.negatives_file, records, reward.irl.demonstration_field)
+                 reused or policy.name_or_path)
+        if reused:
+            negatives = read_negatives_file(reused, records, reward.irl.demonstration_field)
         else:
             negatives = sample_negatives_in_ray(
                 records, policy, reward, config.rollout,
