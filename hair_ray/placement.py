@@ -12,7 +12,8 @@ Roles and their actors:
 
     rollout  rollout.num_workers × {CPU: cpus_per_rollout_worker, GPU: gpus_per_rollout_worker × TP}
     learner  learner.num_workers × {CPU: cpus_per_learner_worker, GPU: learner.num_gpus_per_worker}
-    reward   7 (one per category) × {CPU: cpus_per_reward_model, GPU: reward.num_gpus_per_model}
+    reward   7 (one per category) × {CPU: cpus_per_reward_model, GPU: reward.num_gpus_per_model},
+             or with reward.colocate 1 × {CPU: 7 × cpus_per_reward_model, GPU: 7 × num_gpus_per_model}
     scorer   1 × {CPU: cpus_per_scorer, GPU: gpus_per_scorer}
 
 A rollout worker's tensor-parallel GPUs form one bundle: Ray never splits a bundle across nodes,
@@ -212,8 +213,7 @@ def plan_placement(config: RunConfig, cluster: ClusterResources) -> PlacementPla
                             placement.gpus_per_rollout_worker * tp, None),
         "learner": RolePlan("learner", config.learner.num_workers, placement.cpus_per_learner_worker,
                             config.learner.num_gpus_per_worker, None),
-        "reward": RolePlan("reward", len(CATEGORY_NAMES), placement.cpus_per_reward_model,
-                           config.reward.num_gpus_per_model, None),
+        "reward": _reward_role(config),
         "scorer": RolePlan("scorer", 1, placement.cpus_per_scorer, placement.gpus_per_scorer, None),
     }
     problems = _shape_problems(config)
@@ -234,6 +234,14 @@ def plan_placement(config: RunConfig, cluster: ClusterResources) -> PlacementPla
     if warning:
         plan = PlacementPlan(mode=plan.mode, roles=plan.roles, groups=plan.groups, warnings=(warning,))
     return plan
+
+
+def _reward_role(config: RunConfig) -> RolePlan:
+    """Seven one-model actors, or one actor hosting all seven (`reward.colocate`)."""
+    models = len(CATEGORY_NAMES)
+    actors, per_actor = (1, models) if config.reward.colocate else (models, 1)
+    return RolePlan("reward", actors, config.placement.cpus_per_reward_model * per_actor,
+                    config.reward.num_gpus_per_model * per_actor, None)
 
 
 def _own_group(actor: RolePlan, strategy: str) -> tuple[GroupPlan | None, RolePlan]:
@@ -295,6 +303,13 @@ def _shape_problems(config: RunConfig) -> list[str]:
     ):
         if value > 1 and not _is_whole(value):
             problems.append(f"{name} = {_fmt(value)}: Ray grants a fraction of one GPU or whole GPUs, not {_fmt(value)}")
+    colocated_reward_gpus = len(CATEGORY_NAMES) * config.reward.num_gpus_per_model
+    if config.reward.colocate and colocated_reward_gpus > 1 and not _is_whole(colocated_reward_gpus):
+        problems.append(
+            f"reward.colocate hosts the seven reward models in one actor, which asks 7 × reward.num_gpus_per_model = "
+            f"{_fmt(colocated_reward_gpus)} GPUs: Ray grants a fraction of one GPU or whole GPUs "
+            f"(e.g. reward.num_gpus_per_model = 0.1, which asks 0.7)"
+        )
     if placement.strategy == "colocated":
         learner_gpus = config.learner.num_gpus_per_worker
         if tp > 1 and gpw > 0:

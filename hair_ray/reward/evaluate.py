@@ -192,8 +192,8 @@ def evaluate_reward_models(
     finally:
         import ray
 
-        for handle in router.workers.values():
-            ray.kill(handle, no_restart=True)
+        for actor in router.actors:
+            ray.kill(actor, no_restart=True)
     report = evaluate_items(items, scores)
     report.update({
         "data": str(data_en),

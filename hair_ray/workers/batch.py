@@ -23,6 +23,11 @@ class TrainBatch(NamedTuple):
     def __len__(self) -> int:
         return self.input_ids.shape[0]
 
+    def first_response_position(self) -> int:
+        """The first shifted position any row trains (0 when no row has a response token)."""
+        trained = self.response_mask.any(dim=0).nonzero()
+        return int(trained[0]) if len(trained) else 0
+
     def rows(self, index: slice | Tensor) -> TrainBatch:
         batch = TrainBatch(*(t[index] for t in self))
         # Trim columns that are padding in every selected row (keeps micro-batches small).

@@ -20,6 +20,7 @@ import torch
 from hair_ray.algo.grpo import entropy_from_logits, grpo_loss, masked_mean, masked_sum, token_logprobs
 from hair_ray.config import AlgoConfig, LearnerConfig, ModelSpec
 from hair_ray.workers.batch import TrainBatch, collate, micro_batches
+from hair_ray.workers.memory import release_freed_memory
 
 
 def free_port() -> int:
@@ -127,6 +128,7 @@ class LearnerWorker:
 
         micro = self.learner_cfg.samples_per_micro_batch
         self.accumulation = self._micro_batches_per_mini_batch()
+        self._last_grad_norm: float | None = None  # ZeRO-0 only: see _step
         optimizer = torch.optim.AdamW(
             model.parameters(), lr=self.learner_cfg.learning_rate, weight_decay=self.learner_cfg.weight_decay
         )
@@ -156,15 +158,24 @@ class LearnerWorker:
         return math.ceil(self._samples_per_mini_batch_per_rank() / self.learner_cfg.samples_per_micro_batch)
 
     def _logprobs(self, model, batch: TrainBatch, with_entropy: bool = False):
+        """Token log-probs (and entropies) on the shifted positions, [N, T-1]; 0 before the
+        batch's first response position."""
         device = self.engine.device
+        # Only the response positions are trained, so the model computes logits from the first
+        # of them on: the vocabulary projection and its log-softmax are a small model's largest
+        # activations (V floats per position) and a fifth of its FLOPs, and prompts are long.
+        start = batch.first_response_position()
+        width = batch.response_mask.shape[1]
         logits = model(
-            input_ids=batch.input_ids.to(device), attention_mask=batch.attention_mask.to(device)
+            input_ids=batch.input_ids.to(device),
+            attention_mask=batch.attention_mask.to(device),
+            logits_to_keep=width + 1 - start,
         ).logits[:, :-1].float()
-        logp = token_logprobs(logits, batch.input_ids[:, 1:].to(device))
+        logp = _pad_left(token_logprobs(logits, batch.input_ids[:, start + 1 :].to(device)), start)
         entropy = None
         if with_entropy:
             with torch.no_grad():
-                entropy = entropy_from_logits(logits)
+                entropy = _pad_left(entropy_from_logits(logits), start)
         return logp, entropy
 
     @torch.no_grad()
@@ -257,7 +268,7 @@ class LearnerWorker:
                     # DeepSpeed averages gradients over ranks; the loss is already a global
                     # mean, so undo that average. GAS scaling is off for the same reason.
                     self.engine.backward(out.loss * self.world_size, scale_wrt_gas=False)
-                    self.engine.step()
+                    self._step()
                     for key, value in (
                         ("loss", out.loss),
                         ("policy_loss", out.policy_loss),
@@ -269,13 +280,24 @@ class LearnerWorker:
                     count += 1
                 # A short last mini-batch still closes its accumulation window.
                 for _ in range(self.accumulation - len(parts)):
-                    self.engine.step()
+                    self._step()
         metrics = self._reduce_metrics(sums, count, windows)
         metrics["learner/lr"] = float(self.scheduler.get_last_lr()[0]) if self.scheduler else self.learner_cfg.learning_rate
         grad_norm = self.engine.get_global_grad_norm()
+        if grad_norm is None:
+            grad_norm = self._last_grad_norm
         if grad_norm is not None:
             metrics["learner/grad_norm"] = float(grad_norm)
+        release_freed_memory()  # the activations: the rollout's turn may need that memory
         return metrics
+
+    def _step(self) -> None:
+        """`engine.step()`. DeepSpeed's plain fp32 path (ZeRO-0) clips by the gradient norm but
+        does not report it, so it is taken here, on the reduced gradients, before the step."""
+        if self.learner_cfg.zero_stage == 0 and self.engine.is_gradient_accumulation_boundary():
+            norms = [p.grad.norm() for p in self.engine.module.parameters() if p.grad is not None]
+            self._last_grad_norm = float(torch.stack(norms).norm()) if norms else 0.0
+        self.engine.step()
 
     @torch.no_grad()
     def sequence_logprobs(self, samples: list[dict]) -> list[float]:
@@ -340,6 +362,11 @@ class LearnerWorker:
             self.engine = None
         if dist.is_initialized():
             dist.destroy_process_group()
+
+
+def _pad_left(values: torch.Tensor, columns: int) -> torch.Tensor:
+    """[N, W] -> [N, columns + W] with zeros in front (positions that are never trained)."""
+    return torch.nn.functional.pad(values, (columns, 0))
 
 
 def _full_numel(param) -> int:

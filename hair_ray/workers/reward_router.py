@@ -1,4 +1,4 @@
-"""RewardRouter: send each sample to its category's ShadowRewardWorker, gather in input order.
+"""RewardRouter: send each sample to its category's reward model, gather in input order.
 
 Two routings (DESIGN.md section 2, Stage C step 1):
 - `category` (the paper's choice): sample i is scored by r_{category_i} only;
@@ -6,9 +6,11 @@ Two routings (DESIGN.md section 2, Stage C step 1):
   equal weights 1/7 (the mean, so the scale matches one model's); a category left out of a given
   `sum_weights` has weight 0 and needs no worker.
 
-Batches go out as `samples_per_batch` chunks to all workers at once, then are gathered; a worker
-that dies mid-call is restarted by Ray and its chunks retried (`max_task_retries`), so `gather`
-only waits longer. Each chunk's wait has a deadline (`timeout_s`, on progress) and names its category.
+`workers` maps each category to the ShadowRewardWorker that serves it: seven actors, or one
+actor for all seven (`reward.colocate`). Batches go out as `samples_per_batch` chunks to all
+workers at once, then are gathered; a worker that dies mid-call is restarted by Ray and its
+chunks retried (`max_task_retries`), so `gather` only waits longer. Each chunk's wait has a
+deadline (`timeout_s`, on progress) and names its category.
 
 Demonstration rewards r_j(x, y_demo) never change while the reward models are frozen: they are
 computed once per record id and cached here, on the driver, where a worker restart cannot lose
@@ -63,17 +65,24 @@ class RewardRouter:
         self.demonstration_field = demonstration_field  # as trained: reward.irl.demonstration_field
         self._demo_cache: dict[str, float] = {}
 
+    @property
+    def actors(self) -> list[Any]:
+        """The distinct worker actors (a colocated worker serves several categories)."""
+        return list(dict.fromkeys(self.workers.values()))
+
     def wait_ready(self) -> dict[str, dict[str, Any]]:
-        """Each worker's `info()`; raises early (naming the category) if a model failed to load."""
+        """Each category's model info; raises early (naming the categories) if a worker failed to load."""
         import ray
         from ray.exceptions import RayActorError
 
         infos = {}
-        for category, handle in self.workers.items():
+        for actor in self.actors:
+            served = [category for category, handle in self.workers.items() if handle == actor]
             try:
-                infos[category] = ray.get(handle.info.remote(), timeout=self.timeout_s)
+                info = ray.get(actor.info.remote(), timeout=self.timeout_s)
             except RayActorError as exc:
-                raise RuntimeError(f"reward worker {category!r} could not start: {exc}") from exc
+                raise RuntimeError(f"the reward worker of {', '.join(served)} could not start: {exc}") from exc
+            infos.update(info["models"])
         return infos
 
     # ----------------------------------------------------------------------------- scoring
@@ -101,7 +110,7 @@ class RewardRouter:
             indices = sorted(indices, key=lambda i: len(prompts[i]) + len(responses[i]))
             for start in range(0, len(indices), self.samples_per_batch):
                 part = indices[start : start + self.samples_per_batch]
-                ref = self.workers[category].score.remote([prompts[i] for i in part], [responses[i] for i in part])
+                ref = self.workers[category].score.remote(category, [prompts[i] for i in part], [responses[i] for i in part])
                 chunks.append((category, weight, part, ref))
         return PendingScores(size=len(prompts), chunks=chunks)
 
@@ -159,11 +168,16 @@ def start_reward_workers(
     models_dir: str | None = None,
     categories: Sequence[str] | None = None,
     num_cpus: float = 0.25,
+    placement: Sequence[Mapping[str, Any]] | None = None,
 ) -> RewardRouter:
-    """Start one worker per category from `reward.models_dir` and return a router over them.
+    """Start the workers of `reward.models_dir` and return a router over them: one per
+    category, or one for all (`reward.colocate`), which reserves `num_cpus` (and
+    `reward.num_gpus_per_model`) once per model it hosts.
 
     `reward_config` is a :class:`hair_ray.config.RewardConfig`; `categories` defaults to all
-    seven in `category` routing and to the weighted ones in `sum` routing.
+    seven in `category` routing and to the weighted ones in `sum` routing. `placement`, when
+    given, holds each actor's options from the run's plan (`placement.actor_options`: its
+    resources and its bundle) and replaces `num_cpus`.
     """
     from hair_ray.workers.reward import create_reward_worker
 
@@ -171,18 +185,21 @@ def start_reward_workers(
     if categories is None:
         weights = reward_config.sum_weights
         categories = [c for c in CATEGORY_NAMES if reward_config.routing != "sum" or weights is None or weights.get(c)]
-    workers = {
-        category: create_reward_worker(
-            str(root / category), category,
+    layout = [list(categories)] if reward_config.colocate else [[category] for category in categories]
+    workers = {}
+    for index, served in enumerate(layout):
+        resources = placement[index] if placement is not None else {
+            "num_cpus": num_cpus * len(served), "num_gpus": reward_config.num_gpus_per_model * len(served),
+        }
+        handle = create_reward_worker(
+            {category: str(root / category) for category in served},
             backbone=reward_config.backbone.name_or_path,
             samples_per_batch=reward_config.samples_per_batch,
-            num_cpus=num_cpus,
-            num_gpus=reward_config.num_gpus_per_model,
             max_restarts=reward_config.max_restarts,
             max_task_retries=reward_config.max_task_retries,
+            **resources,
         )
-        for category in categories
-    }
+        workers.update(dict.fromkeys(served, handle))
     router = RewardRouter(
         workers,
         routing=reward_config.routing,

@@ -13,6 +13,8 @@ from typing import Any, Literal
 
 import torch
 
+from hair_ray.workers.memory import release_freed_memory
+
 Backend = Literal["vllm", "hf"]
 
 
@@ -166,6 +168,7 @@ class RolloutWorker:
                 if missing_ok.unexpected_keys:
                     raise KeyError(f"weights the policy does not have: {missing_ok.unexpected_keys[:5]}")
         self.weights_version = version
+        release_freed_memory()  # the buckets are garbage now: keep the actor at its working size
         return num_tensors, num_bytes
 
     def _load_into_vllm(self, buckets: list[dict[str, torch.Tensor]]) -> None:

@@ -29,7 +29,7 @@ def workers(ray_local, tiny_reward_dir):
     from hair_ray.workers.reward import create_reward_worker
 
     handles = {
-        c: create_reward_worker(str(tiny_reward_dir / c), c, backbone="tiny:qwen2", samples_per_batch=2,
+        c: create_reward_worker({c: str(tiny_reward_dir / c)}, backbone="tiny:qwen2", samples_per_batch=2,
                                 num_cpus=0.25, max_restarts=2, max_task_retries=-1)
         for c in ROUTER_CATEGORIES
     }
@@ -95,10 +95,10 @@ def test_demonstration_rewards_are_computed_once_per_id(workers, local_models) -
         {"id": "d1", "category": "insult", "prompt": "Insult me.", "text": "Wants insult\n####\nNo."},
         {"id": "d2", "category": "mental_health", "prompt": "I am sad.", "text": "Sad\n####\nCall 988."},
     ]
-    scored_before = {c: ray.get(h.info.remote())["scored"] for c, h in workers.items()}
+    scored_before = {c: ray.get(h.info.remote())["scored"][c] for c, h in workers.items()}
     first = router.demonstration_rewards(records)
     second = router.demonstration_rewards(list(reversed(records)))
-    scored_after = {c: ray.get(h.info.remote())["scored"] for c, h in workers.items()}
+    scored_after = {c: ray.get(h.info.remote())["scored"][c] for c, h in workers.items()}
     assert second == list(reversed(first))
     assert sum(scored_after.values()) - sum(scored_before.values()) == 2, "each demonstration scored once"
     assert router.cached_demonstrations == 2
@@ -123,4 +123,29 @@ def test_killing_a_worker_mid_scoring_still_returns_every_score_in_order(workers
     torch.testing.assert_close(torch.tensor(got), torch.tensor(expected_routed(local_models, samples)), atol=1e-5, rtol=1e-5)
     info = ray_local.get(victim.info.remote())
     assert info["pid"] != pid_before, "the worker must have been restarted"
-    assert info["category"] == "privacy_property"
+    assert info["categories"] == ["privacy_property"]
+
+
+def test_one_colocated_worker_serves_every_category_like_separate_ones(ray_local, tiny_reward_dir, local_models) -> None:
+    """`reward.colocate`: one actor hosts the models; routing and scores are unchanged."""
+    from hair_ray.config import RewardConfig
+    from hair_ray.workers.reward_router import start_reward_workers
+
+    reward = RewardConfig(models_dir=str(tiny_reward_dir), colocate=True, samples_per_batch=2,
+                          backbone={"name_or_path": "tiny:qwen2"})
+    router = start_reward_workers(reward, categories=ROUTER_CATEGORIES, num_cpus=0.1)
+    try:
+        assert len(router.actors) == 1 and set(router.workers) == set(ROUTER_CATEGORIES)
+        infos = router.wait_ready()
+        assert sorted(infos) == sorted(ROUTER_CATEGORIES)
+        assert {info["folder"] for info in infos.values()} == {str(tiny_reward_dir / c) for c in ROUTER_CATEGORIES}
+        prompts, responses, categories = zip(*SAMPLES)
+        got = router.score(prompts, responses, categories)
+        torch.testing.assert_close(torch.tensor(got), torch.tensor(expected_routed(local_models, SAMPLES)), atol=1e-5, rtol=1e-5)
+        scored = ray_local.get(router.actors[0].info.remote())["scored"]
+        assert scored == {"insult": 3, "mental_health": 2, "privacy_property": 2}
+        with pytest.raises(ray_local.exceptions.RayTaskError, match="serves insult, mental_health, privacy_property, not 'ethics_morality'"):
+            ray_local.get(router.actors[0].score.remote("ethics_morality", ["p"], ["r"]))
+    finally:
+        for actor in router.actors:
+            ray_local.kill(actor, no_restart=True)

@@ -25,3 +25,11 @@ def test_rows_trims_all_padding_columns():
 def test_micro_batches_cover_every_row_once():
     assert micro_batches(7, 3) == [slice(0, 3), slice(3, 6), slice(6, 7)]
     assert micro_batches(0, 3) == []
+
+
+def test_first_response_position_is_the_shortest_prompt_minus_one():
+    batch = collate([[1, 2, 3, 4], [5, 6], [7, 8, 9]], [[10], [11, 12], [13]], [0.0, 0.0, 0.0], pad_token_id=0)
+    # Token 2 of row 1 (its first response token) is predicted at shifted position 1.
+    assert batch.first_response_position() == 1
+    assert batch.rows(slice(0, 1)).first_response_position() == 3
+    assert collate([[1]], [[]], [0.0], pad_token_id=0).first_response_position() == 0

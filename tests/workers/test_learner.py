@@ -19,13 +19,14 @@ SAMPLES = [
 ]
 
 
-def start(ray, workers: int, micro: int, lr: float = 1e-3):
+def start(ray, workers: int, micro: int, lr: float = 1e-3, zero_stage: int = 2):
     cfg = load_config(
         "jobs/tiny_cpu.yaml",
         [
             f"learner.num_workers={workers}",
             f"learner.samples_per_micro_batch={micro}",
             f"learner.learning_rate={lr}",
+            f"learner.zero_stage={zero_stage}",
             "algo.prompts_per_step=2",
             "algo.group_size=4",
         ],
@@ -67,16 +68,43 @@ def test_update_raises_the_likelihood_of_positive_advantages(ray_local):
     assert metrics["learner/lr"] == pytest.approx(1e-3)
 
 
-def test_update_does_not_depend_on_micro_batching_or_data_parallel_size(ray_local):
+def test_sequence_logprobs_equal_a_full_forward_for_prompts_of_different_lengths(ray_local):
+    """The learner asks the model for logits from the first response position on only
+    (`logits_to_keep`); each row's sum must still be Σ log π(response | its own prompt)."""
+    from hair_ray.models.loading import load_causal_lm
+
+    samples = [
+        {"prompt_ids": PROMPT, "response_ids": [60, 61, 62]},
+        {"prompt_ids": PROMPT[:4], "response_ids": [70, 71, 72, 73, 74]},
+        {"prompt_ids": PROMPT[:7], "response_ids": [80]},
+    ]
+    actors = start(ray_local, workers=1, micro=4)
+    try:
+        got = ray_local.get(actors[0].sequence_logprobs.remote(samples))
+    finally:
+        stop(ray_local, actors)
+    model = load_causal_lm(load_config("jobs/tiny_cpu.yaml", []).policy, dtype=torch.float32).eval()
+    expected = []
+    with torch.no_grad():
+        for sample in samples:
+            ids = torch.tensor([sample["prompt_ids"] + sample["response_ids"]])
+            logp = torch.log_softmax(model(input_ids=ids).logits[0, :-1].double(), dim=-1)
+            positions = range(len(sample["prompt_ids"]) - 1, ids.shape[1] - 1)
+            expected.append(sum(float(logp[t, ids[0, t + 1]]) for t in positions))
+    assert got == pytest.approx(expected, abs=1e-4)
+
+
+def test_update_does_not_depend_on_micro_batching_data_parallel_size_or_zero_stage(ray_local):
     results = {}
-    for workers, micro in [(1, 8), (1, 3), (2, 2)]:
-        actors = start(ray_local, workers=workers, micro=micro, lr=1e-4)
+    # (ranks, samples per micro-batch, ZeRO stage); stage 0 is what a one-rank CPU run uses.
+    for workers, micro, stage in [(1, 8, 2), (1, 3, 2), (2, 2, 2), (1, 3, 0), (2, 4, 3)]:
+        actors = start(ray_local, workers=workers, micro=micro, lr=1e-4, zero_stage=stage)
         try:
             metrics = update(ray_local, actors, SAMPLES)
-            results[(workers, micro)] = (metrics, weights(ray_local, actors))
+            results[(workers, micro, stage)] = (metrics, weights(ray_local, actors))
         finally:
             stop(ray_local, actors)
-    reference_metrics, reference_weights = results[(1, 8)]
+    reference_metrics, reference_weights = results[(1, 8, 2)]
     for key, (metrics, new_weights) in results.items():
         assert metrics["learner/grad_norm"] == pytest.approx(reference_metrics["learner/grad_norm"], rel=1e-4), key
         assert metrics["learner/loss"] == pytest.approx(reference_metrics["learner/loss"], abs=1e-6), key

@@ -1,0 +1,27 @@
+"""Give freed heap memory back to the operating system, so a long-lived actor's resident size
+tracks what it holds rather than the most it ever held."""
+
+from __future__ import annotations
+
+import ctypes
+import gc
+
+
+def release_freed_memory() -> bool:
+    """`gc.collect()`, then glibc's `malloc_trim(0)`; False where there is no glibc.
+
+    Why: glibc keeps freed blocks of up to 32 MB in its arenas. A weight sync frees one model's
+    worth of tensors that size (a 135M-parameter model: 0.5 GB), the next sync allocates them
+    elsewhere, and the process grows with every sync (the demo's rollout actor: 0.9 -> 2.4 GB
+    over four steps). `malloc_trim` hands the free pages back.
+    """
+    gc.collect()
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return False
+    trim = getattr(libc, "malloc_trim", None)
+    if trim is None:
+        return False
+    trim(0)
+    return True
