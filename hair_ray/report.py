@@ -21,6 +21,7 @@ from hair_ray.tracking import (
     ALPHA_M_MEAN,
     KL_KEYS,
     METRICS_FILE,
+    REFUSAL_FRACTION,
     RESPONSE_LENGTH_KEYS,
     REWARD_MEAN,
     REWARD_MEAN_PREFIX,
@@ -183,7 +184,8 @@ def summary_tables(records: list[Record]) -> tuple[Table, Table]:
     rows: list[tuple[str, tuple[str, ...] | str]] = [("reward mean", REWARD_MEAN)]
     rows += [(f"  reward {c}", REWARD_MEAN_PREFIX + c) for c in categories(records)]
     rows += [("KL", KL_KEYS), ("α^D mean", ALPHA_D_MEAN), ("α^M mean", ALPHA_M_MEAN),
-             ("response length", RESPONSE_LENGTH_KEYS), ("step seconds", STEP_TIME)]
+             ("response length", RESPONSE_LENGTH_KEYS), ("refusal fraction", REFUSAL_FRACTION),
+             ("step seconds", STEP_TIME)]
     for label, keys in rows:
         _, values = _series(records, keys)
         if not values:

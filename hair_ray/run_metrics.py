@@ -2,7 +2,12 @@
 
 Keys: reward/{mean,std}[/<category>], alpha_d/{mean,std}, alpha_m/{mean,std}, hardness/
 {similarity_mean,kept_fraction}, groups/zero_variance, response_length/mean, finish/
-length_fraction, rollout/{weights_version,staleness}, learner/*, timing/<phase> and timing/step.
+length_fraction, refusal/fraction[/<category>], rollout/{weights_version,staleness}, learner/*,
+timing/<phase> and timing/step.
+
+refusal/fraction is the share of responses that carry a refusal or redirect marker ("I can't",
+"I'm sorry", "a professional", a helpline: `data.cod.is_refusal`, the check stage A applies to
+the demonstrations). A keyword proxy, not a judge: it shows the direction the policy moves.
 """
 
 from __future__ import annotations
@@ -10,6 +15,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from statistics import fmean, pstdev
 from typing import Any
+
+from hair_ray.data.cod import is_refusal
 
 
 def _mean_std(values: Sequence[float]) -> tuple[float, float]:
@@ -20,6 +27,7 @@ def step_metrics(
     *,
     owners: Sequence[Mapping[str, Any]],
     samples: Sequence[Mapping[str, Any]],
+    responses: Sequence[str],
     rewards: Sequence[float],
     advantages,
     alpha: Mapping[str, Sequence[float]] | None,
@@ -42,6 +50,8 @@ def step_metrics(
     lengths = [len(s["token_ids"]) for s in samples]
     metrics["response_length/mean"] = fmean(lengths) if lengths else 0.0
     metrics["finish/length_fraction"] = fmean(s["finish_reason"] == "length" for s in samples) if samples else 0.0
+    refused = [float(is_refusal(text)) for text in responses]
+    metrics["refusal/fraction"] = fmean(refused) if refused else 0.0
     versions = [s.get("weights_version", weights_version) for s in samples]
     metrics["rollout/weights_version"] = float(min(versions, default=weights_version))
     # How many updates behind the freshest weights the batch was generated (async mode: 1).
@@ -56,6 +66,7 @@ def step_metrics(
         metrics[f"alpha_d/mean/{category}"] = fmean(alpha_d[i] for i in indices)
         metrics[f"alpha_m/mean/{category}"] = fmean(alpha_m[i] for i in indices)
         metrics[f"response_length/mean/{category}"] = fmean(lengths[i] for i in indices)
+        metrics[f"refusal/fraction/{category}"] = fmean(refused[i] for i in indices)
 
     metrics.update(learner)
     for phase, seconds in timing.items():

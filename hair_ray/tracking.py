@@ -47,6 +47,7 @@ KL_KEYS = ("learner/kl", "kl", "kl/mean")
 ALPHA_D_MEAN = "alpha_d/mean"
 ALPHA_M_MEAN = "alpha_m/mean"
 RESPONSE_LENGTH_KEYS = ("response_length/mean", "response/length_mean", "response/length")
+REFUSAL_FRACTION = "refusal/fraction"
 TIMING_PREFIX = "timing/"
 STEP_TIME = "timing/step"
 

@@ -148,6 +148,7 @@ class Trainer:
         metrics = step_metrics(
             owners=owners,
             samples=samples,
+            responses=responses,
             rewards=rewards,
             advantages=advantages,
             alpha=alpha,

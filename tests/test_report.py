@@ -28,6 +28,7 @@ def write_run(run_dir, steps: int = 10) -> None:
             "alpha_d/mean": 1.0 + 0.1 * x,
             "alpha_m/mean": 0.95,
             "response_length/mean": 100 - 5 * step,
+            "refusal/fraction": 0.25 + 0.5 * x,  # 0.25 → 0.75
             "timing/generate": 3.0,
             "timing/update": 1.0,
             "timing/step": 4.0,
@@ -57,6 +58,8 @@ def test_report_writes_a_png_and_a_table(tmp_path):
     reward = next(line for line in text.splitlines() if "reward mean" in line)
     assert "0.1" in reward and "0.9" in reward and "+0.8" in reward
     assert "0.002" in text and "0.02" in text  # KL first and last
+    refusal = next(line for line in text.splitlines() if "refusal fraction" in line)
+    assert "0.25" in refusal and "0.75" in refusal and "+0.5" in refusal
     assert "steps 1 → 10 (10 logged)" in text
     assert "total step time 40.0 s over 10 steps" in text
     generate = next(line for line in text.splitlines() if "generate" in line)

@@ -86,8 +86,13 @@ def read_negatives_file(path: str | Path, records: list[dict[str, Any]], demonst
     if not path.is_file():
         raise FileNotFoundError(f"reward.irl.negatives_file: {path} does not exist")
     samples: dict[str, dict[int, str]] = {}
-    for row in read_records(path, required=("record_id", "sample_index", "negative")):  # names file:line
-        samples.setdefault(str(row["record_id"]), {})[int(row["sample_index"])] = row["negative"]
+    rows = read_records(path, required=("record_id", "sample_index", "negative"))  # names file:line
+    for number, row in enumerate(rows, 1):
+        index = row["sample_index"]
+        if not isinstance(index, int) or isinstance(index, bool):
+            raise ValueError(f"reward.irl.negatives_file: {path}, record {number} (record_id {row['record_id']!r}): "
+                             f"sample_index must be an integer, got {index!r}")
+        samples.setdefault(str(row["record_id"]), {})[index] = row["negative"]
     missing = [str(r["id"]) for r in records if str(r["id"]) not in samples]
     if missing:
         raise ValueError(

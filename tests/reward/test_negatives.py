@@ -56,6 +56,10 @@ def test_negatives_file_is_reused_with_either_demonstration(tmp_path) -> None:
     assert again.dropped_equal["insult"] == 1 and again.backend == "file"
     with pytest.raises(ValueError, match="no samples for 1 record"):
         read_negatives_file(path, records + [dict(RECORDS[0], id="c")])
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(path.read_text() + json.dumps({"record_id": "b", "sample_index": "1", "negative": "x"}) + "\n")
+    with pytest.raises(ValueError, match=r"bad.jsonl, record 4 \(record_id 'b'\): sample_index must be an integer, got '1'"):
+        read_negatives_file(bad, records)
 
 
 def test_hf_backend_draws_k_samples_per_prompt() -> None:

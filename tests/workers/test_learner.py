@@ -52,9 +52,34 @@ def weights(ray, actors) -> dict[str, torch.Tensor]:
     return {name: tensor for bucket in buckets for name, tensor in bucket.items()}
 
 
-def test_update_raises_the_likelihood_of_positive_advantages(ray_local):
+# Prompts of different lengths: the learner asks the model for logits from the batch's first
+# response position on only (`logits_to_keep`), so each row's log-probs start elsewhere.
+UNEVEN = [
+    {"prompt_ids": PROMPT, "response_ids": [60, 61, 62]},
+    {"prompt_ids": PROMPT[:4], "response_ids": [70, 71, 72, 73, 74]},
+    {"prompt_ids": PROMPT[:7], "response_ids": [80]},
+]
+
+
+def full_forward_logprobs(samples) -> list[float]:
+    """Σ log π(response | prompt) per sample, one plain forward each, in the test process."""
+    from hair_ray.models.loading import load_causal_lm
+
+    model = load_causal_lm(load_config("jobs/tiny_cpu.yaml", []).policy, dtype=torch.float32).eval()
+    sums = []
+    with torch.no_grad():
+        for sample in samples:
+            ids = torch.tensor([sample["prompt_ids"] + sample["response_ids"]])
+            logp = torch.log_softmax(model(input_ids=ids).logits[0, :-1].double(), dim=-1)
+            positions = range(len(sample["prompt_ids"]) - 1, ids.shape[1] - 1)
+            sums.append(sum(float(logp[t, ids[0, t + 1]]) for t in positions))
+    return sums
+
+
+def test_logprobs_equal_a_full_forward_and_updates_follow_the_advantages(ray_local):
     actors = start(ray_local, workers=1, micro=4, lr=1e-3)
     try:
+        uneven = ray_local.get(actors[0].sequence_logprobs.remote(UNEVEN))
         before = ray_local.get(actors[0].sequence_logprobs.remote(SAMPLES))
         metrics = None
         for _ in range(3):
@@ -62,36 +87,11 @@ def test_update_raises_the_likelihood_of_positive_advantages(ray_local):
         after = ray_local.get(actors[0].sequence_logprobs.remote(SAMPLES))
     finally:
         stop(ray_local, actors)
+    assert uneven == pytest.approx(full_forward_logprobs(UNEVEN), abs=1e-4)
     for sample, b, a in zip(SAMPLES, before, after):
         assert (a > b) == (sample["advantage"] > 0), (sample["advantage"], b, a)
     assert metrics["learner/kl"] > 0  # the policy moved away from the reference
     assert metrics["learner/lr"] == pytest.approx(1e-3)
-
-
-def test_sequence_logprobs_equal_a_full_forward_for_prompts_of_different_lengths(ray_local):
-    """The learner asks the model for logits from the first response position on only
-    (`logits_to_keep`); each row's sum must still be Σ log π(response | its own prompt)."""
-    from hair_ray.models.loading import load_causal_lm
-
-    samples = [
-        {"prompt_ids": PROMPT, "response_ids": [60, 61, 62]},
-        {"prompt_ids": PROMPT[:4], "response_ids": [70, 71, 72, 73, 74]},
-        {"prompt_ids": PROMPT[:7], "response_ids": [80]},
-    ]
-    actors = start(ray_local, workers=1, micro=4)
-    try:
-        got = ray_local.get(actors[0].sequence_logprobs.remote(samples))
-    finally:
-        stop(ray_local, actors)
-    model = load_causal_lm(load_config("jobs/tiny_cpu.yaml", []).policy, dtype=torch.float32).eval()
-    expected = []
-    with torch.no_grad():
-        for sample in samples:
-            ids = torch.tensor([sample["prompt_ids"] + sample["response_ids"]])
-            logp = torch.log_softmax(model(input_ids=ids).logits[0, :-1].double(), dim=-1)
-            positions = range(len(sample["prompt_ids"]) - 1, ids.shape[1] - 1)
-            expected.append(sum(float(logp[t, ids[0, t + 1]]) for t in positions))
-    assert got == pytest.approx(expected, abs=1e-4)
 
 
 def test_update_does_not_depend_on_micro_batching_data_parallel_size_or_zero_stage(ray_local):
