@@ -292,9 +292,11 @@ class LearnerWorker:
         return metrics
 
     def _step(self) -> None:
-        """`engine.step()`. DeepSpeed's plain fp32 path (ZeRO-0) clips by the gradient norm but
-        does not report it, so it is taken here, on the reduced gradients, before the step."""
-        if self.learner_cfg.zero_stage == 0 and self.engine.is_gradient_accumulation_boundary():
+        """`engine.step()`. DeepSpeed's plain fp32 path (ZeRO-0 without bf16) clips by the
+        gradient norm but does not report it, so it is taken here, on the reduced gradients,
+        before the step; every other path reports its own."""
+        fp32_stage0 = self.learner_cfg.zero_stage == 0 and not self.engine.bfloat16_enabled()
+        if fp32_stage0 and self.engine.is_gradient_accumulation_boundary():
             norms = [p.grad.norm() for p in self.engine.module.parameters() if p.grad is not None]
             self._last_grad_norm = float(torch.stack(norms).norm()) if norms else 0.0
         self.engine.step()
