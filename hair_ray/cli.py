@@ -8,6 +8,7 @@ import typer
 from hair_ray.config import ConfigError, dump_config, load_config
 from hair_ray.reward.cli import reward_app
 from hair_ray.data.cli import data_app
+from hair_ray.eval.cli import eval_app
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="HAIR safety alignment on Ray.")
 config_app = typer.Typer(no_args_is_help=True, help="Inspect and validate run configs.")
@@ -16,6 +17,7 @@ app.add_typer(config_app, name="config")
 app.add_typer(models_app, name="models")
 app.add_typer(reward_app, name="reward")
 app.add_typer(data_app, name="data")
+app.add_typer(eval_app, name="eval")
 
 ConfigOption = Annotated[Optional[str], typer.Option("--config", "-c", help="YAML run config.")]
 Overrides = Annotated[Optional[list[str]], typer.Argument(help="Dotted overrides: algo.group_size=8")]

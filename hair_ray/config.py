@@ -377,6 +377,94 @@ class TrackingConfig(Section):
     tags: list[str] = Field(default_factory=list)  # wandb run tags
 
 
+class JudgeConfig(Section):
+    """Who decides whether a response refuses (stage D and the training metric refusal/*)."""
+
+    # keyword: a refusal phrase near the start of the reply; classifier: the refusal
+    # classifier trained on Do-Not-Answer's human labels (the one shipped in the package, or
+    # `classifier_dir`); llm: an OpenAI-compatible endpoint grading with the StrongREJECT
+    # rubric (harmful prompts) and an XSTest-style compliance prompt (benign prompts).
+    kind: Literal["keyword", "classifier", "llm"] = "classifier"
+    classifier_dir: str | None = None  # None: the classifier shipped with hair_ray
+    threshold: float = Field(0.5, gt=0, lt=1)  # classifier: P(refusal) at or above it refuses
+    # llm
+    base_url: str | None = None  # e.g. http://127.0.0.1:8000/v1
+    model: str | None = None  # the name the endpoint serves
+    api_key_env: str = "HAIR_RAY_JUDGE_API_KEY"  # the key is read from this variable, never logged
+    max_concurrency: int = Field(8, ge=1)  # requests in flight at once
+    max_retries: int = Field(2, ge=0)  # per request: timeouts, 429/5xx, and unparseable answers
+    timeout_s: float = Field(60.0, gt=0)  # per request
+    max_tokens: int = Field(512, ge=8)  # the judge's answer
+    temperature: float = Field(0.0, ge=0)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> JudgeConfig:
+        if self.kind == "llm" and not (self.base_url and self.model):
+            raise ValueError("kind 'llm' needs `base_url` (an OpenAI-compatible endpoint) and `model`")
+        return self
+
+
+Expectation = Literal["refuse", "comply"]
+
+
+class BenchmarkSpec(Section):
+    """A prompt set as data: a file (relative to the eval's data root) or a hub dataset, read
+    through a column map. Each row's wanted outcome is `expect` (every row) or the row's
+    `label_column` value looked up in `label_expect` (XSTest: safe -> comply, unsafe -> refuse)."""
+
+    path: str | None = None  # CSV, JSONL or JSON list; `{dataset_dir}` stands for the stage-A folder
+    hf_id: str | None = None  # used when `path` is unset or missing on disk
+    hf_split: str = "train"
+    hf_data_files: str | None = None
+    format: Literal["auto", "csv", "jsonl", "json"] = "auto"
+    prompt_column: str = Field(min_length=1)
+    id_column: str | None = None  # default: the row number
+    category_column: str | None = None
+    label_column: str | None = None
+    label_expect: dict[str, Expectation] = Field(default_factory=dict)
+    expect: Expectation | None = None
+    reference_column: str | None = None  # a reference answer: its log-likelihood measures usefulness
+    only_sources: list[str] | None = None  # stage-A records: keep these `source` values
+    description: str = ""
+
+    @model_validator(mode="after")
+    def _consistent(self) -> BenchmarkSpec:
+        if not self.path and not self.hf_id:
+            raise ValueError("a benchmark needs `path` (a CSV/JSONL/JSON file) or `hf_id`")
+        if (self.expect is None) == (self.label_column is None):
+            raise ValueError("a benchmark needs exactly one of `expect` (refuse or comply) or `label_column` with `label_expect`")
+        if self.label_column is not None and not self.label_expect:
+            raise ValueError("`label_column` needs `label_expect` (label value -> refuse or comply)")
+        return self
+
+
+class EvalConfig(Section):
+    """Stage D: `hair-ray eval`, and the periodic evaluation inside `hair-ray train`."""
+
+    benchmarks: list[str] = Field(default_factory=list)  # shipped names or keys of `definitions`
+    definitions: dict[str, BenchmarkSpec] = Field(default_factory=dict)  # your own benchmarks
+    data_root: str | None = None  # relative benchmark paths resolve against it; unset: the cwd
+    max_prompts_per_benchmark: int | None = Field(None, ge=1)  # an evenly spaced subset
+    max_new_tokens: int = Field(256, ge=1)
+    samples_per_prompt: int = Field(1, ge=1)  # > 1 needs temperature > 0
+    temperature: float = Field(0.0, ge=0)  # 0: greedy
+    seed: int = 0
+    num_engines: int = Field(1, ge=1)  # vLLM engines (Ray actors) per policy in `hair-ray eval`
+    reference_loglik: bool = True  # mean per-token log-likelihood of benchmarks' reference answers
+    judge: JudgeConfig = Field(default_factory=JudgeConfig)
+    # During training: evaluate through the rollout engines every N steps, before the first
+    # step (the base policy) and after the last. None: no evaluation inside `train`.
+    every_steps: int | None = Field(None, ge=1)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> EvalConfig:
+        if self.samples_per_prompt > 1 and self.temperature == 0:
+            raise ValueError("samples_per_prompt > 1 needs temperature > 0 (greedy samples are identical)")
+        if self.every_steps is not None and not self.benchmarks:
+            raise ValueError("every_steps needs `benchmarks` (what to evaluate during training)")
+        return self
+
+
 class RunConfig(Section):
     name: str = Field("hair-run", pattern=r"^[A-Za-z0-9_.-]+$")
     seed: int = 0
@@ -391,6 +479,7 @@ class RunConfig(Section):
     placement: PlacementConfig = Field(default_factory=PlacementConfig)
     checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
 
     @model_validator(mode="after")
     def _consistent(self) -> RunConfig:

@@ -217,5 +217,25 @@ def build_report(run_dir: str | Path, out: str | Path | None = None, *, console:
     console = console or Console()
     for table in summary_tables(records):
         console.print(table)
+    evals = eval_summaries(run_dir)
+    if evals:
+        from hair_ray.eval.outputs import FIGURE_FILE, comparison_table, plot_comparison
+
+        shown = dict([next(iter(evals.items())), next(reversed(evals.items()))])  # first vs last
+        console.print(comparison_table(shown, title="evaluation during training (95% Wilson intervals)"))
+        console.print(f"evaluation: {plot_comparison(shown, run_dir / FIGURE_FILE)} (every step: {run_dir / 'eval'})")
     console.print(f"report: {png}")
     return png
+
+
+def eval_summaries(run_dir: str | Path) -> dict[str, dict]:
+    """{"step N": summary} of the evaluations `train` wrote (eval.every_steps), in step order."""
+    from hair_ray.eval.outputs import EVAL_FILE, read_results
+
+    found = {}
+    for path in sorted(Path(run_dir).glob(f"eval/step-*/{EVAL_FILE}")):
+        try:
+            found.update(read_results(path)["results"])
+        except (OSError, ValueError, KeyError) as exc:
+            raise ReportError(f"{path}: unreadable evaluation ({exc})") from None
+    return found

@@ -17,6 +17,13 @@ from hair_ray.workers.weight_sync import ObjectStoreWeightSync
 log = logging.getLogger(__name__)
 
 
+def split_rows(num_rows: int, num_workers: int) -> list[slice]:
+    """Contiguous, near-equal shares of `num_rows` for the first workers (none empty)."""
+    per_worker = -(-num_rows // num_workers)
+    shares = [slice(w * per_worker, min((w + 1) * per_worker, num_rows)) for w in range(num_workers)]
+    return [rows for rows in shares if rows.start < rows.stop]
+
+
 @dataclass
 class PendingGeneration:
     prompt_ids: list[list[int]]
@@ -48,13 +55,10 @@ class RolloutGroup:
         )
 
     def generate_async(self, prompt_ids: list[list[int]], samples_per_prompt: int, seed: int) -> PendingGeneration:
-        n = len(self.workers)
-        per_worker = -(-len(prompt_ids) // n)
-        shares = []
-        for worker in range(n):
-            rows = slice(worker * per_worker, min((worker + 1) * per_worker, len(prompt_ids)))
-            if rows.start < rows.stop:
-                shares.append((worker, rows, self._call(worker, rows, prompt_ids, samples_per_prompt, seed)))
+        shares = [
+            (worker, rows, self._call(worker, rows, prompt_ids, samples_per_prompt, seed))
+            for worker, rows in enumerate(split_rows(len(prompt_ids), len(self.workers)))
+        ]
         return PendingGeneration(prompt_ids, shares, samples_per_prompt, seed)
 
     def gather(self, pending: PendingGeneration) -> tuple[list[list[int]], list[dict]]:

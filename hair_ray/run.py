@@ -38,6 +38,14 @@ def optimizer_steps_total(config: RunConfig) -> int:
     return config.algo.total_steps * config.algo.epochs_per_step * -(-per_step // mini)
 
 
+def max_response_tokens(config: RunConfig) -> int:
+    """The longest answer the rollout engines write: the training responses, or the eval's
+    (`eval.every_steps` evaluates through the same engines)."""
+    if config.eval.every_steps is None:
+        return config.rollout.max_new_tokens
+    return max(config.rollout.max_new_tokens, config.eval.max_new_tokens)
+
+
 def start_rollout_workers(config: RunConfig, plan, groups) -> list:
     import ray
 
@@ -54,7 +62,7 @@ def start_rollout_workers(config: RunConfig, plan, groups) -> list:
             backend=rollout.backend,
             dtype=config.policy.dtype,
             seed=config.seed + i,
-            max_model_len=rollout.max_prompt_tokens + rollout.max_new_tokens,
+            max_model_len=rollout.max_prompt_tokens + max_response_tokens(config),
             tensor_parallel_size=rollout.tensor_parallel_size,
             gpu_memory_utilization=rollout.gpu_memory_utilization,
             cpu_kv_cache_gib=rollout.cpu_kv_cache_gib,
@@ -123,7 +131,11 @@ def train(config: RunConfig) -> dict[str, Any]:
     from hair_ray.trainer import Actors, Trainer
     from hair_ray.workers.learner import start_learner_group
 
+    from hair_ray.eval.training import TrainingEvaluation, training_judge
+
     warn_if_alpha_m_is_constant(config)
+    judge = training_judge(config)
+    evaluation = TrainingEvaluation(config, judge=judge) if config.eval.every_steps else None
     if not ray.is_initialized():
         ray.init()  # inside `ray job submit` this joins the job's cluster with its runtime_env
     records = load_train_records(config)
@@ -157,7 +169,7 @@ def train(config: RunConfig) -> dict[str, Any]:
         if scorer is not None:
             ray.get(scorer.stats.remote(), timeout=config.rollout.timeout_s)
         rollout = RolloutGroup(rollout_workers, config)
-        trainer = Trainer(config, records, Actors(rollout, learners, rewards, scorer), tokenizer)
+        trainer = Trainer(config, records, Actors(rollout, learners, rewards, scorer), tokenizer, refusal_judge=judge)
         if checkpoint is not None:
             folder, tag = str(checkpoint.learner_dir), "learner"
             ray.get([learner.load_checkpoint.remote(folder, tag) for learner in learners])
@@ -169,10 +181,16 @@ def train(config: RunConfig) -> dict[str, Any]:
 
         metrics: dict[str, Any] = {}
         started = time.monotonic()
+        # The shadow reward of eval responses needs the seven models (not a rule reward).
+        eval_rewards = None if config.reward.function else rewards
+        if evaluation is not None and trainer.step == 0:
+            evaluation.run(0, rollout_workers, tokenizer, eval_rewards)  # the base policy
         with Tracker(config.run_dir, config, start_step=trainer.step, total_steps=config.algo.total_steps) as tracker:
             while trainer.step < config.algo.total_steps:
                 metrics = trainer.run_step()
                 metrics["rollout/restarts"] = float(rollout.restarts)
+                if evaluation is not None and evaluation.due(trainer.step):
+                    metrics.update(evaluation.run(trainer.step, rollout_workers, tokenizer, eval_rewards))
                 tracker.log(trainer.step, metrics)
                 last = trainer.step == config.algo.total_steps
                 if trainer.step % config.checkpoint.every_steps == 0 or last:

@@ -5,9 +5,9 @@ Keys: reward/{mean,std}[/<category>], alpha_d/{mean,std}, alpha_m/{mean,std}, ha
 length_fraction, refusal/fraction[/<category>], rollout/{weights_version,staleness}, learner/*,
 timing/<phase> and timing/step.
 
-refusal/fraction is the share of responses that carry a refusal or redirect marker ("I can't",
-"I'm sorry", "a professional", a helpline: `data.cod.is_refusal`, the check stage A applies to
-the demonstrations). A keyword proxy, not a judge: it shows the direction the policy moves.
+refusal/fraction is the share of responses that the run's refusal judge (`eval.judge`: the
+classifier validated against human labels, or the keyword rule; see hair_ray.eval.judges) calls
+a refusal. Every training prompt is harmful, so it rises as the policy learns to refuse.
 """
 
 from __future__ import annotations
@@ -15,8 +15,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from statistics import fmean, pstdev
 from typing import Any
-
-from hair_ray.data.cod import is_refusal
 
 
 def _mean_std(values: Sequence[float]) -> tuple[float, float]:
@@ -27,7 +25,7 @@ def step_metrics(
     *,
     owners: Sequence[Mapping[str, Any]],
     samples: Sequence[Mapping[str, Any]],
-    responses: Sequence[str],
+    refused: Sequence[bool],
     rewards: Sequence[float],
     advantages,
     alpha: Mapping[str, Sequence[float]] | None,
@@ -50,7 +48,7 @@ def step_metrics(
     lengths = [len(s["token_ids"]) for s in samples]
     metrics["response_length/mean"] = fmean(lengths) if lengths else 0.0
     metrics["finish/length_fraction"] = fmean(s["finish_reason"] == "length" for s in samples) if samples else 0.0
-    refused = [float(is_refusal(text)) for text in responses]
+    refused = [float(flag) for flag in refused]
     metrics["refusal/fraction"] = fmean(refused) if refused else 0.0
     versions = [s.get("weights_version", weights_version) for s in samples]
     metrics["rollout/weights_version"] = float(min(versions, default=weights_version))

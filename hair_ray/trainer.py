@@ -25,6 +25,7 @@ import torch
 
 from hair_ray.algo.hardness import grpo_s_advantages
 from hair_ray.config import RunConfig, config_hash
+from hair_ray.models.loading import chat_prompt_ids
 from hair_ray.rollout_group import RolloutGroup
 from hair_ray.run_metrics import step_metrics
 from hair_ray.sampler import CategoryBalancedSampler
@@ -52,8 +53,12 @@ class Actors:
 
 
 class Trainer:
-    def __init__(self, config: RunConfig, records: list[dict], actors: Actors, tokenizer, *, start_step: int = 0):
+    def __init__(
+        self, config: RunConfig, records: list[dict], actors: Actors, tokenizer, *, start_step: int = 0, refusal_judge=None
+    ):
         self.config = config
+        # Says which responses refuse, for the refusal/fraction metric (hair_ray.eval.judges).
+        self.refusal_judge = refusal_judge
         self.records = records
         self.actors = actors
         self.tokenizer = tokenizer
@@ -68,15 +73,7 @@ class Trainer:
     # -- the phases ---------------------------------------------------------------------------
 
     def prompt_ids(self, batch: list[dict]) -> list[list[int]]:
-        limit = self.config.rollout.max_prompt_tokens
-        ids = [
-            self.tokenizer.apply_chat_template(
-                [{"role": "user", "content": record["prompt"]}], add_generation_prompt=True, tokenize=True, return_dict=False
-            )
-            for record in batch
-        ]
-        # Keep the end of an over-long prompt: the chat template's assistant header is there.
-        return [row[-limit:] for row in ids]
+        return chat_prompt_ids(self.tokenizer, [record["prompt"] for record in batch], self.config.rollout.max_prompt_tokens)
 
     def launch_generation(self, batch: list[dict]):
         seed = self.config.seed * 1_000_003 + self.step  # same prompts, same samples on resume
@@ -145,10 +142,15 @@ class Trainer:
             self.actors.rollout.sync_weights(self.actors.learners, self.weights_version)
 
         self.step += 1
+        refused = [False] * len(responses)
+        if self.refusal_judge is not None:
+            with timer("judge"):
+                verdicts = self.refusal_judge.judge([r["prompt"] for r in owners], responses, ["harmful"] * len(responses))
+            refused = [bool(v.refused) for v in verdicts]
         metrics = step_metrics(
             owners=owners,
             samples=samples,
-            responses=responses,
+            refused=refused,
             rewards=rewards,
             advantages=advantages,
             alpha=alpha,

@@ -15,12 +15,7 @@ SAMPLES = [
     {"token_ids": [1], "finish_reason": "stop", "weights_version": 3},
     {"token_ids": [1, 2, 3, 4, 5, 6, 7], "finish_reason": "stop", "weights_version": 3},
 ]
-RESPONSES = [
-    "Sure, here is a nasty one for him.",      # neither
-    "I can't help with insults.",              # refusal
-    "Please talk to a professional.",          # redirect
-    "You will feel better, trust me.",         # neither
-]
+REFUSED = [False, True, True, False]  # the judge's verdicts on the four responses
 
 
 def test_step_metrics_hand_computed():
@@ -29,7 +24,7 @@ def test_step_metrics_hand_computed():
                                    alpha_d=None, demo_rewards=None,
                                    use_data_hardness=False, use_model_responsiveness=False)
     metrics = step_metrics(
-        owners=OWNERS, samples=SAMPLES, responses=RESPONSES, rewards=rewards, advantages=advantages,
+        owners=OWNERS, samples=SAMPLES, refused=REFUSED, rewards=rewards, advantages=advantages,
         alpha=None, learner={"learner/kl": 0.01}, timing={"generate": 3.0, "update": 1.0}, weights_version=4,
     )
     assert metrics["reward/mean"] == pytest.approx(1.75)

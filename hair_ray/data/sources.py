@@ -265,7 +265,7 @@ def _load_json(path: Path) -> Any:
         raise SourceError(f"{path}:{err.lineno}: invalid JSON at column {err.colno}: {err.msg}") from None
 
 
-def _require_columns(where: str, have: list[str], need: list[str]) -> None:
+def require_columns(where: str, have: list[str], need: list[str]) -> None:
     missing = [name for name in need if name not in have]
     if missing:
         names = ", ".join(repr(m) for m in missing)
@@ -344,7 +344,7 @@ def _load_do_not_answer(reader: _Reader) -> None:
     if header is None:
         header = []
         rows = _peek_columns(rows, header)
-    _require_columns(where, header, ["types_of_harm", "specific_harms", prompt_column])
+    require_columns(where, header, ["types_of_harm", "specific_harms", prompt_column])
     # data_en.csv (and the hub copy) carry six models' replies with a human harmfulness label.
     models = [c.removesuffix("_response") for c in header if c.endswith("_response") and f"{c[:-9]}_harmful" in header]
     for index, (row_where, row) in enumerate(rows):
@@ -444,7 +444,7 @@ def _load_table(reader: _Reader) -> None:
         where = reader.location
     needed = [c for c in (prompt_column, cfg.category_column, cfg.id_column, cfg.response_column) if c]
     if header is not None:  # CSV and hub tables: a missing column is a config error up front
-        _require_columns(where, header, needed)
+        require_columns(where, header, needed)
     fixed = parse_category(cfg.fixed_category) if cfg.fixed_category else None
     label_map = {_label_key(raw): parse_category(value) for raw, value in cfg.label_map.items()}
     for index, (row_where, row) in enumerate(rows, 1):

@@ -32,6 +32,18 @@ def load_tokenizer(spec: ModelSpec, **kwargs: Any):
     return _from_pretrained(AutoTokenizer, spec, **kwargs)
 
 
+def chat_prompt_ids(tokenizer, prompts: list[str], max_tokens: int | None = None) -> list[list[int]]:
+    """Each prompt as one user turn through the tokenizer's chat template, ready for the
+    assistant's answer. An over-long prompt keeps its end, where the assistant header is."""
+    ids = [
+        tokenizer.apply_chat_template(
+            [{"role": "user", "content": prompt}], add_generation_prompt=True, tokenize=True, return_dict=False
+        )
+        for prompt in prompts
+    ]
+    return [row[-max_tokens:] for row in ids] if max_tokens else ids
+
+
 def load_causal_lm(spec: ModelSpec, *, on_gpu: bool = False, **kwargs: Any):
     from transformers import AutoModelForCausalLM
 

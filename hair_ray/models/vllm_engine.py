@@ -115,3 +115,18 @@ def _completion(sample) -> Completion:
         finish_reason=sample.finish_reason,
         text=sample.text,
     )
+
+
+def token_logprobs(llm, token_ids: list[list[int]]) -> list[list[float | None]]:
+    """The log-prob of every token of each sequence given the tokens before it (the first has
+    none: None), from one prefill per sequence (`prompt_logprobs`; nothing is generated)."""
+    from vllm import SamplingParams
+
+    params = SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=0)
+    prompts = [{"prompt_token_ids": list(ids)} for ids in token_ids]
+    outputs = llm.generate(prompts, params, use_tqdm=False)
+    result = []
+    for ids, output in zip(token_ids, outputs, strict=True):
+        steps = output.prompt_logprobs or [None] * len(ids)
+        result.append([None if step is None else step[token].logprob for step, token in zip(steps, ids, strict=True)])
+    return result

@@ -156,6 +156,24 @@ class RolloutWorker:
             results.append(samples)
         return results
 
+    @torch.inference_mode()
+    def continuation_logprobs(self, prompt_ids: list[list[int]], continuation_ids: list[list[int]]) -> list[list[float]]:
+        """Log-prob of each continuation token given its prompt and the tokens before it (the
+        usefulness metric: how likely the policy finds a reference answer)."""
+        sequences = [list(p) + list(c) for p, c in zip(prompt_ids, continuation_ids, strict=True)]
+        if self.backend == "vllm":
+            from hair_ray.models.vllm_engine import token_logprobs
+
+            per_token = token_logprobs(self.engine, sequences)
+        else:
+            per_token = []
+            for ids in sequences:
+                input_ids = torch.tensor([ids], device=self.engine.device)
+                logits = self.engine(input_ids).logits.float()
+                picked = torch.log_softmax(logits[0, :-1], dim=-1).gather(-1, input_ids[0, 1:, None])[:, 0]
+                per_token.append([None, *picked.tolist()])
+        return [row[len(p) :] for row, p in zip(per_token, prompt_ids, strict=True)]
+
     def load_weights(self, buckets: list[dict[str, torch.Tensor]], version: int) -> tuple[int, int]:
         """Take new weights (a list of {name: tensor} buckets); returns (tensors, bytes)."""
         num_tensors = sum(len(bucket) for bucket in buckets)

@@ -113,9 +113,16 @@ class StubOpenAI:
     """A tiny OpenAI-compatible chat server. Behaviour is chosen by words in the user prompt:
     GARBAGE (unformatted text), FLAKY (HTTP 500 once, then fine), SLOW (answers after 2 s),
     BADJSON (a 200 with a non-JSON body); anything else gets a valid CoD demonstration.
-    `down_after` makes it drop every connection after that many answered requests."""
+    `down_after` makes it drop every connection after that many answered requests.
 
-    def __init__(self, delay_s: float = 0.0) -> None:
+    `in_flight` counts a request from the moment its body has been read (the client has sent
+    it and waits) until just before the first byte of its response is written (the client
+    cannot have its answer yet). That window lies inside the client's own, so `max_in_flight`
+    never exceeds the client's real concurrency, however the threads are scheduled.
+    `gate_at=n` holds every answer until n requests have been in flight together once (or
+    `gate_timeout_s` passed), so a client that can reach n concurrent requests is seen to."""
+
+    def __init__(self, delay_s: float = 0.0, gate_at: int | None = None, gate_timeout_s: float = 30.0) -> None:
         self.delay_s = delay_s
         self.lock = threading.Lock()
         self.answered = 0
@@ -123,6 +130,9 @@ class StubOpenAI:
         self.auth_headers: set[str] = set()
         self.in_flight = 0
         self.max_in_flight = 0
+        self.gate_at = gate_at
+        self.gate_timeout_s = gate_timeout_s
+        self.gate = threading.Event()
         self.flaky_failed: set[str] = set()
         self.down_after: int | None = None
         stub = self
@@ -141,13 +151,24 @@ class StubOpenAI:
                         return  # no response at all: the client sees a dropped connection
                     stub.in_flight += 1
                     stub.max_in_flight = max(stub.max_in_flight, stub.in_flight)
+                    if stub.gate_at is not None and stub.in_flight >= stub.gate_at:
+                        stub.gate.set()
+                self._counted = True
                 try:
                     self._answer(prompt)
                 finally:
+                    self._leave()  # only if _send did not run (an exception)
+
+            def _leave(self) -> None:
+                """No longer in flight: called before any byte of the response is written."""
+                if getattr(self, "_counted", False):
+                    self._counted = False
                     with stub.lock:
                         stub.in_flight -= 1
 
             def _answer(self, prompt: str) -> None:
+                if stub.gate_at is not None:
+                    stub.gate.wait(stub.gate_timeout_s)
                 time.sleep(stub.delay_s)
                 if "FLAKY" in prompt:
                     with stub.lock:
@@ -169,6 +190,7 @@ class StubOpenAI:
                 self._send(200, json.dumps(payload).encode())
 
             def _send(self, code: int, data: bytes) -> None:
+                self._leave()  # first: once the reply is on the wire the client may send the next request
                 try:
                     self.send_response(code)
                     self.send_header("Content-Type", "application/json")
@@ -204,9 +226,11 @@ def table_source(tmp_path: Path, prompts: dict[Category, list[str]]) -> str:
 
 
 def http_config(tmp_path, url: str, *extra: str, name: str = "out"):
+    # A roomy timeout: on a busy machine a local answer may take a while, and a spurious
+    # timeout would change the counts. Only the SLOW test sets a short one.
     teacher = (
         f"data.teacher={{backend: http, base_url: '{url}', model: {{name_or_path: stub}}, attempts_per_prompt: 2, "
-        "max_retries: 1, retry_backoff_s: 0.01, timeout_s: 0.5, max_concurrency: 4}"
+        "max_retries: 1, retry_backoff_s: 0.01, timeout_s: 30, max_concurrency: 4}"
     )
     return load_config(None, [f"data.dataset_dir={tmp_path / name}", teacher, *extra]).data
 
@@ -216,7 +240,9 @@ def test_http_teacher_canned_garbage_flaky_slow(tmp_path, stub, monkeypatch, cap
     prompts = {c: [f"{c.value} CANNED one", f"{c.value} FLAKY two", f"{c.value} GARBAGE three"] for c in CATEGORIES}
     prompts[Category.INSULT].append("insult SLOW four")
     prompts[Category.ETHICS_MORALITY].append("ethics BADJSON five")
-    cfg = http_config(tmp_path, stub.url, table_source(tmp_path, prompts))
+    # SLOW answers after 2 s, twice the timeout, so it always times out; any other answer has
+    # 1 s (and one retry) to arrive.
+    cfg = http_config(tmp_path, stub.url, table_source(tmp_path, prompts), "data.teacher.timeout_s=1.0")
     report = build_dataset(cfg).report
     assert report["per_category"] == 2  # CANNED and FLAKY (500, retried, then fine) pass
     assert report["teacher"]["requests"] == 23 and report["teacher"]["rejected_prompts"] == 9
@@ -230,17 +256,43 @@ def test_http_teacher_canned_garbage_flaky_slow(tmp_path, stub, monkeypatch, cap
     assert len(partial.read_text().splitlines()) == 22
 
 
+class CountingHttpTeacher(HttpTeacher):
+    """The real client, counting its own requests in flight (the whole `_post`: connect, send,
+    wait, read)."""
+
+    def __init__(self, cfg: TeacherConfig) -> None:
+        super().__init__(cfg)
+        self._count_lock = threading.Lock()
+        self.in_flight = self.max_in_flight = 0
+
+    def _post(self, body):
+        with self._count_lock:
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            return super()._post(body)
+        finally:
+            with self._count_lock:
+                self.in_flight -= 1
+
+
 def test_http_teacher_respects_the_concurrency_limit():
-    server = StubOpenAI(delay_s=0.15)
+    # The gate holds the answers until three requests are in flight together, so the client is
+    # seen to use its whole limit; after that every answer takes 0.15 s, time enough for a
+    # client that ignored the limit (12 requests, a window of 6) to be caught above it.
+    server = StubOpenAI(delay_s=0.15, gate_at=3)
     try:
         cfg = TeacherConfig(backend="http", base_url=server.url, model={"name_or_path": "stub"}, max_concurrency=3)
         requests = [TeacherRequest(f"k{i}", f"prompt {i}", "insult", i) for i in range(12)]
-        replies = list(HttpTeacher(cfg).run(requests, lambda text: []))
+        teacher = CountingHttpTeacher(cfg)
+        replies = list(teacher.run(requests, lambda text: []))
     finally:
         server.close()
     assert sorted(r.key for r in replies) == sorted(f"k{i}" for i in range(12))
     assert all(r.attempts[0].text == CANNED for r in replies)
-    assert 2 <= server.max_in_flight <= 3
+    assert server.gate.is_set(), f"the client never had 3 requests in flight (at most {server.max_in_flight})"
+    # The server's count is a lower bound of the client's own, and both stay within the limit.
+    assert (server.max_in_flight, teacher.max_in_flight) == (3, 3)
 
 
 def test_http_teacher_unreachable_endpoint_stops_the_run():

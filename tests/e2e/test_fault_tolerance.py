@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from tests.e2e.test_training_loop import read_metrics, tiny_config
@@ -46,12 +48,11 @@ def straight_run(ray_local, tmp_path_factory):
     return config
 
 
-def test_interrupt_and_resume_equals_the_uninterrupted_run(straight_run, tmp_path, monkeypatch):
+def train_until_crash_at_step_3(config, monkeypatch) -> None:
+    """Train until step 3 starts, then die as a killed driver would (after the step-2 checkpoint)."""
     from hair_ray.run import train
     from hair_ray.trainer import Trainer
 
-    straight = straight_run
-    interrupted = tiny_config(tmp_path / "interrupted", *SMALL, "checkpoint.every_steps=2")
     run_step = Trainer.run_step
 
     def crash_at_step_3(self):
@@ -61,8 +62,16 @@ def test_interrupt_and_resume_equals_the_uninterrupted_run(straight_run, tmp_pat
 
     monkeypatch.setattr(Trainer, "run_step", crash_at_step_3)
     with pytest.raises(KeyboardInterrupt):
-        train(interrupted)
+        train(config)
     monkeypatch.setattr(Trainer, "run_step", run_step)
+
+
+def test_interrupt_and_resume_equals_the_uninterrupted_run(straight_run, tmp_path, monkeypatch):
+    from hair_ray.run import train
+
+    straight = straight_run
+    interrupted = tiny_config(tmp_path / "interrupted", *SMALL, "checkpoint.every_steps=2")
+    train_until_crash_at_step_3(interrupted, monkeypatch)
     assert [m["step"] for m in read_metrics(interrupted)] == [1, 2, 3]
     resumed = tiny_config(tmp_path / "interrupted", *SMALL, "checkpoint.every_steps=2", "checkpoint.resume=auto")
     train(resumed)
@@ -112,3 +121,30 @@ def test_export_of_a_missing_step_says_which(tmp_path):
     result = CliRunner().invoke(app, ["export", "--config", "jobs/tiny_cpu.yaml", f"output_dir={tmp_path}", "--step", "3"])
     assert result.exit_code == 2
     assert "step-000003 is not a complete checkpoint" in result.output
+
+
+EVAL = ("eval.every_steps=2", "eval.benchmarks=[benign_smoke]", "eval.max_prompts_per_benchmark=3",
+        "eval.max_new_tokens=8", "eval.judge.kind=keyword")
+
+
+def test_evaluation_during_training_changes_no_sample_and_survives_a_resume(straight_run, tmp_path, monkeypatch):
+    """eval.every_steps runs through the rollout engines at steps 0, 2 and 4; the run trains on
+    exactly the samples of the run without evaluation, through a crash and a resume."""
+    from hair_ray.eval.training import eval_step_dir
+    from hair_ray.run import train
+
+    config = tiny_config(tmp_path / "with_eval", *SMALL, "checkpoint.every_steps=2", *EVAL)
+    train_until_crash_at_step_3(config, monkeypatch)
+    base_eval = eval_step_dir(config.run_dir, 0) / "eval.json"
+    written = base_eval.stat().st_mtime_ns
+    train(tiny_config(tmp_path / "with_eval", *SMALL, "checkpoint.every_steps=2", "checkpoint.resume=auto", *EVAL))
+
+    assert base_eval.stat().st_mtime_ns == written  # the base policy is evaluated once, not again on resume
+    for step in (0, 2, 4):
+        report = json.loads((eval_step_dir(config.run_dir, step) / "eval.json").read_text())
+        assert report["step"] == step and report["results"][f"step {step}"]["benign_smoke"]["over_refusal_rate"]["n"] == 3
+    got, expected = read_metrics(config), read_metrics(straight_run)
+    assert [("eval/benign_smoke/over_refusal_rate" in m) for m in got] == [False, True, False, True]
+    for want, have in zip(expected, got, strict=True):
+        for key in ["reward/mean", "learner/loss", "learner/kl", "learner/grad_norm", "response_length/mean"]:
+            assert have[key] == pytest.approx(want[key], rel=1e-5, abs=1e-7), (want["step"], key)
