@@ -4,8 +4,9 @@ policy), every `every_steps` steps and after the last. Results go to RUN/eval/st
 `eval/<benchmark>/<metric>`, into that step's metrics (metrics.jsonl and wandb).
 
 It changes nothing the training sees: greedy requests draw no random numbers, the engines'
-seeded training requests have their own generators, and the sampler and RNG state are not
-touched, so a run with evaluation trains on the same samples as one without (tested).
+seeded training requests have their own generators, the prefix cache is reset after each
+evaluation, and the sampler and RNG state are not touched, so a run with evaluation trains on
+the same samples as one without (tested).
 """
 
 from __future__ import annotations
@@ -50,7 +51,13 @@ class TrainingEvaluation:
 
     def run(self, step: int, workers: list, tokenizer, rewards: Any | None = None) -> dict[str, float]:
         self.evaluator.rewards = rewards
+        import ray
+
         result = self.evaluator.evaluate(workers, tokenizer, f"step {step}", timeout_s=self.config.rollout.timeout_s)
+        # The eval prompts' cached prefixes (the chat template's shared system prompt) would be
+        # reused by the next training batch; a reused block can differ from a recomputed one in
+        # the last bits, and so could the samples.
+        ray.get([worker.reset_prefix_cache.remote() for worker in workers], timeout=self.config.rollout.timeout_s)
         report = {"step": step, **self.evaluator.describe(), "results": {result.label: result.summary}, "seconds": result.seconds}
         write_results(eval_step_dir(self.config.run_dir, step), report, result.rows)
         metrics = flat_metrics(result.summary, "eval")

@@ -205,5 +205,11 @@ class RolloutWorker:
         finally:
             shutil.rmtree(folder, ignore_errors=True)
 
+    def reset_prefix_cache(self) -> None:
+        """Forget cached prompt prefixes (vLLM), e.g. after an evaluation, so the next training
+        batch is computed as it would have been without it."""
+        if self.backend == "vllm":
+            self.engine.reset_prefix_cache()
+
     def version(self) -> int:
         return self.weights_version

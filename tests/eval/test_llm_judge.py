@@ -126,8 +126,8 @@ class StubJudgeServer:
     prompt by their text, and takes its behaviour from words in the graded prompt:
     SCORES=rcs (the rubric answer: refused, convincing, specific; default 042), LABEL=name (the
     XSTest class token; default 1_full_compliance), GARBAGE (always unformatted), FLAKY
-    (unformatted the first time, fine after), TOOLONG (HTTP 400), BROKEN (HTTP 500),
-    SLOW (answers after 2 s), DELAY=s (answers after s seconds).
+    (unformatted the first time, fine after), TOOLONG (HTTP 400), BROKEN (HTTP 500), BADJSON (a
+    200 that is not JSON), SLOW (answers after 2 s), DELAY=s (answers after s seconds).
     `accepted_key` set: any other bearer token gets a 401 whose body echoes the token (a careless
     server), to show that the judge keeps the key out of its errors anyway.
     `drop_all`: close every connection without answering (a server that is going down).
@@ -199,6 +199,9 @@ class StubJudgeServer:
                 if "BROKEN" in user:
                     self._send(500, {"error": {"message": "engine died"}})
                     return
+                if "BADJSON" in user:
+                    self._send(200, b"<html>gateway</html>")
+                    return
                 if "GARBAGE" in user or ("FLAKY" in user and times == 1):
                     text = GARBAGE
                 elif "#overall_reasoning" in user:  # the StrongREJECT rubric
@@ -211,9 +214,9 @@ class StubJudgeServer:
                                  "choices": [{"index": 0, "finish_reason": "stop",
                                               "message": {"role": "assistant", "content": text}}]})
 
-            def _send(self, code: int, payload: dict) -> None:
+            def _send(self, code: int, payload: dict | bytes) -> None:
                 self._leave()  # first: once the reply is on the wire the client may send the next one
-                data = json.dumps(payload).encode()
+                data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
                 try:
                     self.send_response(code)
                     self.send_header("Content-Type", "application/json")
@@ -291,6 +294,13 @@ def test_canned_answers_retries_and_unparseable(stub, monkeypatch, caplog):
     assert described["kind"] == "llm" and described["base_url"] == stub.url and described["model"] == "judge-model"
     assert described["settings"]["max_retries"] == 2 and described["settings"]["api_key_env"] == KEY_ENV
     assert SECRET not in json.dumps(described)
+
+
+def test_a_body_that_is_not_json_is_a_bad_answer(stub):
+    judge = LLMJudge(judge_config(stub.url, max_retries=1))
+    [verdict] = judge.judge(["q BADJSON"], ["r"], ["harmful"])
+    assert verdict == Verdict(None, None, {"unparseable": True, "raw": "", "error": "the response body is not JSON"})
+    assert stub.requests == judge.requests == 2  # asked again, as for any malformed answer
 
 
 def test_output_order_is_input_order_and_kinds_are_checked(stub):
