@@ -1,5 +1,5 @@
 # The two commands: `make demo` (set up, run the main job) and `make test` (set up, run the tests).
-.PHONY: setup test demo clean-venv
+.PHONY: setup test demo experiment clean-venv
 
 setup:
 	bash scripts/setup.sh
@@ -9,6 +9,10 @@ test: setup
 
 demo: setup
 	bash scripts/demo.sh $(ARGS)
+
+# The alignment recipe, about an hour: `make experiment DATA=/path/to/data [SEED=1]`.
+experiment: setup
+	bash scripts/experiment.sh $(ARGS)
 
 clean-venv:
 	rm -rf .venv .venv-clip

@@ -20,6 +20,13 @@ every learner node sees.
 Resume: `find_resume_checkpoint(run_dir, cfg.checkpoint.resume)`, then `load_checkpoint(path, cfg)`,
 which refuses a checkpoint written under a different config unless
 `checkpoint.allow_config_change` is true, then `restore_rng_state(ckpt.rng_state())`.
+
+Nothing loaded from a checkpoint can run code: every `.pt` file is read with
+`torch.load(weights_only=True)` (`safe_torch_load`), which rebuilds tensors, plain containers and
+an allowlist of data-only classes and refuses anything else. DeepSpeed's own loaders (resume,
+`zero_to_fp32`) hard-code `weights_only=False`, so hair_ray calls them inside
+`weights_only_loads(deepspeed_safe_globals())`, which routes their `torch.load` through
+`safe_torch_load` for the length of the call. A refused file raises `UnsafeCheckpointError`.
 """
 
 from __future__ import annotations
@@ -30,10 +37,12 @@ import hashlib
 import json
 import logging
 import os
+import pickle
 import random
 import re
 import shutil
-from collections.abc import Callable, Iterator
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -65,6 +74,10 @@ RESUME_HASH_IGNORES: tuple[str, ...] = ("output_dir", "checkpoint", "tracking", 
 
 class CheckpointError(RuntimeError):
     """A checkpoint is missing, incomplete, or was written under a different config."""
+
+
+class UnsafeCheckpointError(CheckpointError):
+    """A checkpoint file holds objects that only unpickling (running code) could rebuild."""
 
 
 @dataclass(frozen=True)
@@ -228,7 +241,96 @@ def restore_rng_state(state: dict[str, Any]) -> None:
 
 
 def read_rng_state(path: str | Path) -> dict[str, Any]:
-    return torch.load(Path(path), map_location="cpu", weights_only=True)
+    return safe_torch_load(Path(path))
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading without running code
+
+_torch_load = torch.load  # the real one, whatever `weights_only_loads` puts in its place
+_patch_lock = threading.Lock()
+
+
+def deepspeed_safe_globals() -> list[type]:
+    """The classes (besides tensors and plain containers) that DeepSpeed pickles into its
+    checkpoint files, all plain data with no code of their own on unpickling:
+
+    - `ZeroStageEnum` (an int Enum), in a ZeRO optimizer state (`*optim_states.pt`);
+    - `LossScaler` / `DynamicLossScaler` (a few numbers, and a dtype), the ZeRO loss scaler
+      (static for fp32 and bf16; dynamic only under fp16);
+    - `fragment_address` (a dataclass of two ints), ZeRO-1/2 and bf16 `param_slice_mappings`.
+
+    Found by saving ZeRO-0/2/3 checkpoints of DeepSpeed 0.19 and listing their globals with
+    `torch.serialization.get_unsafe_globals_in_checkpoint`, and from its `state_dict` methods.
+    A later DeepSpeed that pickles another class fails to resume with an UnsafeCheckpointError
+    that names it: check it holds data only, then add it here.
+    """
+    from deepspeed.runtime.fp16.loss_scaler import DynamicLossScaler, LossScaler
+    from deepspeed.runtime.zero.config import ZeroStageEnum
+    from deepspeed.utils.tensor_fragment import fragment_address
+
+    return [ZeroStageEnum, LossScaler, DynamicLossScaler, fragment_address]
+
+
+def safe_torch_load(file: Any, map_location: Any = "cpu", *, allow: Sequence[type] = (), **kwargs: Any) -> Any:
+    """`torch.load(file, weights_only=True)`, with the classes in `allow` rebuilt as well.
+
+    Anything else in the pickle (a function to call, a class outside the allowlist) is refused
+    before it runs: UnsafeCheckpointError, naming the file and what it holds.
+    """
+    kwargs.pop("weights_only", None)
+    with torch.serialization.safe_globals(list(allow)):
+        try:
+            return _torch_load(file, map_location=map_location, weights_only=True, **kwargs)
+        except pickle.UnpicklingError as exc:
+            message = _unsafe_message(file, exc)  # in the block: the allowed classes are not listed
+    raise UnsafeCheckpointError(message)
+
+
+def _unsafe_message(file: Any, exc: Exception) -> str:
+    name = str(file) if isinstance(file, (str, os.PathLike)) else repr(file)
+    found = ""
+    if isinstance(file, (str, os.PathLike)):
+        with contextlib.suppress(Exception):  # reads the pickle's opcodes; runs nothing
+            found = ", ".join(sorted(torch.serialization.get_unsafe_globals_in_checkpoint(file)))
+    if not found:  # not torch's zip format (a raw pickle): torch's own reason, first sentence
+        match = re.search(r"WeightsUnpickler error:\s*(.+?)(?:\n\s*\n|Check the documentation|$)", str(exc), re.DOTALL)
+        found = " ".join(match.group(1).split()) if match else ""
+        found = found.split(". ")[0] or "an instruction the weights-only unpickler does not run"
+    return (
+        f"refusing to load {name}: it holds objects that only unpickling arbitrary code could rebuild "
+        f"({found[:300]}). hair_ray reads checkpoints with torch.load(weights_only=True): tensors, plain "
+        f"containers and DeepSpeed's own data classes only. A checkpoint hair_ray wrote holds nothing else, "
+        f"so the file was changed or comes from elsewhere (or a newer DeepSpeed pickles a class that "
+        f"hair_ray.checkpoint.deepspeed_safe_globals does not list yet); nothing in it was run"
+    )
+
+
+@contextlib.contextmanager
+def weights_only_loads(allow: Sequence[type] = ()) -> Iterator[None]:
+    """Within the block, every `torch.load` call, whatever `weights_only` it asks for, is
+    `safe_torch_load(..., allow=allow)`.
+
+    For libraries that call `torch.load(..., weights_only=False)` themselves: DeepSpeed's
+    `engine.load_checkpoint` (its TorchCheckpointEngine) and `zero_to_fp32`. They look
+    `torch.load` up on the module at call time, so replacing the attribute reaches them. Not
+    for use from several threads at once: the replacement is process-wide while it lasts (it
+    only ever makes other loads stricter).
+    """
+    allowed = tuple(allow)
+
+    def load(f: Any, map_location: Any = None, pickle_module: Any = None, **kwargs: Any) -> Any:
+        if pickle_module is not None:
+            kwargs["pickle_module"] = pickle_module  # torch refuses it with weights_only=True
+        return safe_torch_load(f, map_location, allow=allowed, **kwargs)
+
+    with _patch_lock:
+        previous, torch.load = torch.load, load
+    try:
+        yield
+    finally:
+        with _patch_lock:
+            torch.load = previous
 
 
 # ---------------------------------------------------------------------------------------------

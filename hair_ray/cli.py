@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Annotated, Optional
 
 import typer
+
+from hair_ray import __version__
 from hair_ray.config import ConfigError, dump_config, load_config
 from hair_ray.reward.cli import reward_app
 from hair_ray.data.cli import data_app
@@ -18,6 +20,20 @@ app.add_typer(models_app, name="models")
 app.add_typer(reward_app, name="reward")
 app.add_typer(data_app, name="data")
 app.add_typer(eval_app, name="eval")
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"hair-ray {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit.")] = False,
+) -> None:
+    """HAIR safety alignment on Ray."""
+
 
 ConfigOption = Annotated[Optional[str], typer.Option("--config", "-c", help="YAML run config.")]
 Overrides = Annotated[Optional[list[str]], typer.Argument(help="Dotted overrides: algo.group_size=8")]
@@ -84,12 +100,13 @@ def export(
     out: Annotated[Optional[str], typer.Option("--out", "-o", help="Folder; default RUN/export/step-N.")] = None,
 ) -> None:
     """Write a checkpoint's policy as a Hugging Face folder (safetensors) that vLLM loads."""
+    from hair_ray.checkpoint import CheckpointError
     from hair_ray.export import export_checkpoint
 
     cfg = load_or_exit(config, overrides)
     try:
         typer.echo(export_checkpoint(cfg, step, out))
-    except (FileNotFoundError, ValueError) as exc:
+    except (FileNotFoundError, ValueError, CheckpointError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
 

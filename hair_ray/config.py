@@ -215,9 +215,11 @@ class IRLConfig(Section):
     negatives_prompts_per_batch: int = Field(16, ge=1)  # hf generate batch, in prompts
     weight_decay: float = Field(0.0, ge=0)
     grad_clip: float = Field(1.0, gt=0)
-    # What y_demo is: the whole CoD `text` (drafts, ####, reply: what the HAIR policy learns to
-    # write) or the final `reply` only (no format shortcut: a model cannot win by spotting ####).
-    demonstration_field: Literal["text", "reply"] = "text"
+    # What y_demo is: the final `reply` (the default: stage C's prompts ask for a plain answer)
+    # or the whole CoD `text` (drafts, ####, reply). Measured on Do-Not-Answer's human labels,
+    # models trained on `text` rank replies at chance (0.53): they win their held-out pairs by
+    # spotting the #### format, which the policy never writes (docs/reward_models.md).
+    demonstration_field: Literal["text", "reply"] = "reply"
     # Round 1 reuses the samples of an earlier run (its DIR/negatives_round1.jsonl) instead of
     # sampling: ablations on the same negatives, and no generation cost. Later rounds re-sample.
     negatives_file: str | None = None
@@ -242,6 +244,11 @@ class RewardConfig(Section):
     # (~1 GB instead of ~5 GB for seven MiniLM models on CPU). The actor reserves the per-model
     # CPUs and GPUs seven times over.
     colocate: bool = False
+    # Stage C stops when a category's stored check (held-out accuracy in report.json, agreement
+    # with human labels in eval_do_not_answer.json) is at or below this: a reward at chance
+    # trains toward noise (hair_ray/reward/quality.py). allow_chance_level: warn and go on.
+    min_heldout_accuracy: float = Field(0.55, ge=0, lt=1)
+    allow_chance_level: bool = False
     # Training data: `dataset` reads <dataset_dir>/train.jsonl (stage A); `seed` the embedded
     # 98 demonstrations (no stage A needed). dataset_dir None: data.dataset_dir.
     train_source: Literal["dataset", "seed"] = "dataset"

@@ -3,6 +3,9 @@
 DeepSpeed keeps ZeRO-partitioned optimizer states; `zero_to_fp32` merges them into one fp32
 state dict offline (no GPU, any ZeRO stage). The folder gets the policy's config and tokenizer,
 so vLLM and transformers load it like any checkpoint.
+
+Every checkpoint file is read as weights only (`torch.load(weights_only=True)`, DeepSpeed's
+`zero_to_fp32` included): a pickle that would run code is refused with UnsafeCheckpointError.
 """
 
 from __future__ import annotations
@@ -15,15 +18,19 @@ from hair_ray.config import RunConfig
 
 
 def learner_state_dict(learner_dir: Path, tag: str = "learner") -> dict:
-    import torch
     from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
 
+    from hair_ray.checkpoint import deepspeed_safe_globals, safe_torch_load, weights_only_loads
+
     folder = learner_dir / tag
+    allow = deepspeed_safe_globals()
     if any(folder.glob("*optim_states.pt")):
-        return get_fp32_state_dict_from_zero_checkpoint(str(learner_dir), tag=tag)
+        # zero_to_fp32 calls torch.load(weights_only=False) itself: make those weights-only.
+        with weights_only_loads(allow):
+            return get_fp32_state_dict_from_zero_checkpoint(str(learner_dir), tag=tag)
     # ZeRO stage 0 keeps the plain module weights in the model-states file.
     [states] = sorted(folder.glob("mp_rank_*_model_states.pt"))
-    return torch.load(states, map_location="cpu", weights_only=False)["module"]
+    return safe_torch_load(states, allow=allow)["module"]
 
 
 def export_checkpoint(config: RunConfig, step: int | None, out: str | Path | None = None) -> Path:

@@ -1,10 +1,12 @@
 """`hair-ray report RUN_DIR`: curves from metrics.jsonl in a PNG, and a summary table.
 
 The PNG (default RUN_DIR/report.png) has five panels: reward mean (overall, thick, and per
-category), KL to the reference, the hardness weights' means (α^D, α^M), response length, and
-the step time stacked by phase (`timing/*`) with the whole step as a dashed line. The table
-compares the first and last step for each curve, and gives the total step time and each
-phase's share of it. Under async rollout the phases overlap, so shares can add up past 100 %.
+category), KL to the reference, how much the hardness weights changed the advantages (mean
+|A − Â| / |Â| and the share of groups with α^M ≠ 1; a run logged before those metrics existed
+shows the α^D / α^M means instead), response length, and the step time stacked by phase
+(`timing/*`) with the whole step as a dashed line. The table compares the first and last step
+for each curve, and gives the total step time and each phase's share of it. Under async
+rollout the phases overlap, so shares can add up past 100 %.
 """
 
 from __future__ import annotations
@@ -18,10 +20,12 @@ from rich.table import Table
 
 from hair_ray.tracking import (
     ALPHA_D_MEAN,
+    ALPHA_M_ACTIVE_FRACTION,
     ALPHA_M_MEAN,
     KL_KEYS,
     METRICS_FILE,
     REFUSAL_FRACTION,
+    RELATIVE_CHANGE,
     RESPONSE_LENGTH_KEYS,
     REWARD_MEAN,
     REWARD_MEAN_PREFIX,
@@ -108,9 +112,7 @@ def plot_report(records: list[Record], out: str | Path, *, title: str | None = N
     _finish(ax_reward, "reward mean", legend=True)
     _line(ax_kl, records, KL_KEYS, "KL")
     _finish(ax_kl, "KL(π ‖ π_ref)")
-    _line(ax_alpha, records, ALPHA_D_MEAN, "α^D mean")
-    _line(ax_alpha, records, ALPHA_M_MEAN, "α^M mean")
-    _finish(ax_alpha, "hardness weights", legend=True)
+    _hardness(ax_alpha, records)
     _line(ax_len, records, RESPONSE_LENGTH_KEYS, "tokens")
     _finish(ax_len, "response length (tokens)")
     _timing(ax_time, records)
@@ -140,6 +142,23 @@ def _finish(ax: Any, title: str, legend: bool = False) -> None:
     elif legend:
         ax.legend(fontsize="small", ncol=2)
     ax.grid(alpha=0.3)
+
+
+def has_scaling_effect(records: list[Record]) -> bool:
+    """Whether any step logged how much the scaling changed the advantages (older runs did not)."""
+    return any(first_present(r, (RELATIVE_CHANGE, ALPHA_M_ACTIVE_FRACTION)) is not None for r in records)
+
+
+def _hardness(ax: Any, records: list[Record]) -> None:
+    # The α means are ≈ 1 by construction and hide whether the factors did anything, so they are
+    # drawn only for runs that logged nothing better.
+    if has_scaling_effect(records):
+        _line(ax, records, RELATIVE_CHANGE, "mean |A−Â|/|Â|")
+        _line(ax, records, ALPHA_M_ACTIVE_FRACTION, "share of groups with α^M ≠ 1")
+    else:
+        _line(ax, records, ALPHA_D_MEAN, "α^D mean")
+        _line(ax, records, ALPHA_M_MEAN, "α^M mean")
+    _finish(ax, "hardness weights", legend=True)
 
 
 def _timing(ax: Any, records: list[Record]) -> None:
@@ -183,9 +202,10 @@ def summary_tables(records: list[Record]) -> tuple[Table, Table]:
         curves.add_column(column, justify=justify, no_wrap=True)
     rows: list[tuple[str, tuple[str, ...] | str]] = [("reward mean", REWARD_MEAN)]
     rows += [(f"  reward {c}", REWARD_MEAN_PREFIX + c) for c in categories(records)]
-    rows += [("KL", KL_KEYS), ("α^D mean", ALPHA_D_MEAN), ("α^M mean", ALPHA_M_MEAN),
-             ("response length", RESPONSE_LENGTH_KEYS), ("refusal fraction", REFUSAL_FRACTION),
-             ("step seconds", STEP_TIME)]
+    rows += [("KL", KL_KEYS), ("mean |A−Â|/|Â|", RELATIVE_CHANGE),
+             ("groups with α^M ≠ 1", ALPHA_M_ACTIVE_FRACTION), ("α^D mean", ALPHA_D_MEAN),
+             ("α^M mean", ALPHA_M_MEAN), ("response length", RESPONSE_LENGTH_KEYS),
+             ("refusal fraction", REFUSAL_FRACTION), ("step seconds", STEP_TIME)]
     for label, keys in rows:
         _, values = _series(records, keys)
         if not values:

@@ -101,7 +101,10 @@ def start_scorer(config: RunConfig, plan, groups, records: list[dict]):
         num_cpus=options.pop("num_cpus"),
         num_gpus=options.pop("num_gpus"),
         max_restarts=2,
-        demonstrations=records,  # embedded once, by the constructor: a restart re-embeds them
+        # Embedded once, by the constructor (a restart re-embeds them). y_demo is the field the
+        # reward models were trained on (reward.irl.demonstration_field), so α^D and α^M measure
+        # the distance to the same demonstration.
+        demonstrations=[{"id": r["id"], "text": r[config.reward.irl.demonstration_field]} for r in records],
         **options,
     )
     return scorer  # loading; `scorer.stats` answers once it is up
@@ -134,6 +137,10 @@ def train(config: RunConfig) -> dict[str, Any]:
     from hair_ray.eval.training import TrainingEvaluation, training_judge
 
     warn_if_alpha_m_is_constant(config)
+    if not config.reward.function:
+        from hair_ray.reward.quality import check_reward_models
+
+        check_reward_models(config.reward)  # before any actor: a reward at chance stops here
     judge = training_judge(config)
     evaluation = TrainingEvaluation(config, judge=judge) if config.eval.every_steps else None
     if not ray.is_initialized():

@@ -1,9 +1,14 @@
 """One step's metrics, overall and per category (a pure function of the step's results).
 
-Keys: reward/{mean,std}[/<category>], alpha_d/{mean,std}, alpha_m/{mean,std}, hardness/
-{similarity_mean,kept_fraction}, groups/zero_variance, response_length/mean, finish/
-length_fraction, refusal/fraction[/<category>], rollout/{weights_version,staleness}, learner/*,
-timing/<phase> and timing/step.
+Keys: reward/{mean,std}[/<category>], alpha_d/{mean,std,min,max}, alpha_m/{mean,std,min,max},
+hardness/{similarity_mean,kept_fraction,relative_change,alpha_m_active_fraction}, groups/
+zero_variance, response_length/mean, finish/length_fraction, refusal/fraction[/<category>],
+rollout/{weights_version,staleness}, learner/*, timing/<phase> and timing/step.
+
+The α means are ≈ 1 by construction, so they cannot show whether the hardness factors did
+anything; hardness/relative_change (mean |A − Â| / |Â| over samples with Â ≠ 0) and
+hardness/alpha_m_active_fraction (share of prompt groups with α^M ≠ 1) can, together with the
+α extremes (see hair_ray.algo.hardness.scaling_effect).
 
 refusal/fraction is the share of responses that the run's refusal judge (`eval.judge`: the
 classifier validated against human labels, or the keyword rule; see hair_ray.eval.judges) calls
@@ -15,6 +20,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from statistics import fmean, pstdev
 from typing import Any
+
+import torch
+
+from hair_ray.algo.hardness import scaling_effect
+from hair_ray.tracking import ALPHA_M_ACTIVE_FRACTION, RELATIVE_CHANGE
 
 
 def _mean_std(values: Sequence[float]) -> tuple[float, float]:
@@ -32,6 +42,7 @@ def step_metrics(
     learner: Mapping[str, float],
     timing: Mapping[str, float],
     weights_version: int,
+    group_ids: Sequence[int],  # the prompt group of each sample
 ) -> dict[str, float]:
     metrics: dict[str, float] = {}
     metrics["reward/mean"], metrics["reward/std"] = _mean_std(rewards)
@@ -39,6 +50,11 @@ def step_metrics(
     alpha_m = advantages.alpha_m.tolist()
     metrics["alpha_d/mean"], metrics["alpha_d/std"] = _mean_std(alpha_d)
     metrics["alpha_m/mean"], metrics["alpha_m/std"] = _mean_std(alpha_m)
+    effect = scaling_effect(advantages, torch.as_tensor(list(group_ids), dtype=torch.long))
+    metrics[RELATIVE_CHANGE] = effect.relative_change
+    metrics[ALPHA_M_ACTIVE_FRACTION] = effect.alpha_m_active_fraction
+    metrics["alpha_d/min"], metrics["alpha_d/max"] = effect.alpha_d_min, effect.alpha_d_max
+    metrics["alpha_m/min"], metrics["alpha_m/max"] = effect.alpha_m_min, effect.alpha_m_max
     metrics["advantage/abs_mean"] = fmean(abs(a) for a in advantages.advantages.tolist()) if rewards else 0.0
     metrics["hardness/kept_fraction"] = float(advantages.kept.float().mean()) if rewards else 0.0
     if alpha is not None:

@@ -46,6 +46,9 @@ REWARD_MEAN_PREFIX = "reward/mean/"  # + category
 KL_KEYS = ("learner/kl", "kl", "kl/mean")
 ALPHA_D_MEAN = "alpha_d/mean"
 ALPHA_M_MEAN = "alpha_m/mean"
+# How much the hardness weights changed the advantages (the α means are ≈ 1 by construction).
+RELATIVE_CHANGE = "hardness/relative_change"  # mean |A − Â| / |Â| over samples with Â ≠ 0
+ALPHA_M_ACTIVE_FRACTION = "hardness/alpha_m_active_fraction"  # share of groups with α^M ≠ 1
 RESPONSE_LENGTH_KEYS = ("response_length/mean", "response/length_mean", "response/length")
 REFUSAL_FRACTION = "refusal/fraction"
 TIMING_PREFIX = "timing/"
@@ -108,12 +111,12 @@ def _num(value: float | None, digits: int = 4) -> str:
 
 
 def format_progress(step: int, total: int | None, metrics: Mapping[str, Any]) -> str:
-    """One line: `step 12/100 · reward 0.412 · kl 0.00311 · α^D 1.02 · α^M 0.981 · 4.31 s/step`.
+    """One line: `step 12/100 · reward 0.412 · kl 0.00311 · |ΔA|/|Â| 0.051 · 4.31 s/step`.
 
     Values that the step did not report are left out.
     """
     parts = [f"step {step}/{total}" if total else f"step {step}"]
-    for label, keys in (("reward", REWARD_MEAN), ("kl", KL_KEYS), ("α^D", ALPHA_D_MEAN), ("α^M", ALPHA_M_MEAN)):
+    for label, keys in (("reward", REWARD_MEAN), ("kl", KL_KEYS), ("|ΔA|/|Â|", RELATIVE_CHANGE)):
         value = first_present(metrics, keys)
         if value is not None:
             parts.append(f"{label} {_num(value)}")

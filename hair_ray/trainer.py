@@ -31,6 +31,16 @@ from hair_ray.run_metrics import step_metrics
 from hair_ray.sampler import CategoryBalancedSampler
 
 
+# Prompt i of a step is sampled with seed generation_seed(...) + i: steps lie this far apart, so
+# no two (step, prompt) pairs of a run share a random stream.
+PROMPTS_PER_STEP_SEED_STRIDE = 2**20
+
+
+def generation_seed(run_seed: int, step: int) -> int:
+    """The sampling seed of prompt 0 at `step` (a pure function of the two: resume is exact)."""
+    return (run_seed * 1_000_003 + step) * PROMPTS_PER_STEP_SEED_STRIDE % 2**62
+
+
 @dataclass
 class PhaseTimer:
     seconds: dict[str, float] = field(default_factory=dict)
@@ -76,7 +86,7 @@ class Trainer:
         return chat_prompt_ids(self.tokenizer, [record["prompt"] for record in batch], self.config.rollout.max_prompt_tokens)
 
     def launch_generation(self, batch: list[dict]):
-        seed = self.config.seed * 1_000_003 + self.step  # same prompts, same samples on resume
+        seed = generation_seed(self.config.seed, self.step)  # same prompts, same samples on resume
         return self.actors.rollout.generate_async(self.prompt_ids(batch), self.config.algo.group_size, seed)
 
     def run_step(self) -> dict[str, Any]:
@@ -149,6 +159,7 @@ class Trainer:
             refused = [bool(v.refused) for v in verdicts]
         metrics = step_metrics(
             owners=owners,
+            group_ids=group_ids,
             samples=samples,
             refused=refused,
             rewards=rewards,

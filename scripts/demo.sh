@@ -4,7 +4,8 @@
 #   B. train the seven shadow reward models by inverse RL (MiniLM backbone)
 #   C. align SmolLM2-135M-Instruct with GRPO-S (vLLM rollout, DeepSpeed learner)
 # then export the policy as a Hugging Face folder and print the run's report.
-# Extra arguments are config overrides, e.g. `make demo ARGS="algo.total_steps=4"`.
+# Extra arguments are config overrides, e.g. `make demo ARGS="algo.total_steps=4"`; with
+# DATA=/path/to/data (holding do-not-answer/data_en.csv) stage B is also checked against human labels.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export HF_HUB_OFFLINE=1 WANDB_MODE=${WANDB_MODE:-offline} TOKENIZERS_PARALLELISM=false PYTHONUNBUFFERED=1
@@ -20,6 +21,11 @@ stage "A. dataset"
 $HAIR data build --config "$CONFIG" "$@"
 stage "B. seven shadow reward models"
 $HAIR reward train --config "$CONFIG" "$@"
+if [[ -n ${DATA:-} ]]; then
+    # Optional (DATA=/path/to/data, a few minutes more): the models' agreement with Do-Not-Answer's
+    # human labels, written next to them, where stage C's check reads it.
+    $HAIR reward eval --config "$CONFIG" "$@" --data-en "$DATA/do-not-answer/data_en.csv"
+fi
 stage "C. GRPO-S"
 $HAIR train --config "$CONFIG" "$@"
 stage "export"

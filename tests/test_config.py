@@ -162,3 +162,10 @@ def test_cli_exits_2_with_the_message_on_stderr(tmp_path):
     assert result.returncode == 2
     assert "algo.kl_kind: Input should be 'k1', 'k2' or 'k3' (got 'k4')" in result.stderr
     assert result.stdout == ""
+
+
+def test_cli_prints_its_version():
+    from hair_ray import __version__
+
+    result = subprocess.run([sys.executable, "-m", "hair_ray.cli", "--version"], capture_output=True, text=True)
+    assert result.returncode == 0 and result.stdout == f"hair-ray {__version__}\n"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import struct
 
@@ -10,12 +11,13 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from hair_ray.categories import CATEGORY_NAMES
-from hair_ray.report import ReportError, build_report, read_metrics
+from hair_ray.report import ReportError, _hardness, build_report, read_metrics
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
-def write_run(run_dir, steps: int = 10) -> None:
+def write_run(run_dir, steps: int = 10, *, scaling_effect: bool = True) -> None:
+    """`scaling_effect=False` writes a run from before the hardness/relative_change metrics."""
     run_dir.mkdir(parents=True)
     lines = []
     for step in range(1, steps + 1):
@@ -34,6 +36,9 @@ def write_run(run_dir, steps: int = 10) -> None:
             "timing/step": 4.0,
         }
         record.update({f"reward/mean/{c}": 0.05 * i + x for i, c in enumerate(CATEGORY_NAMES)})
+        if scaling_effect:
+            record["hardness/relative_change"] = 0.05 + 0.1 * x  # 0.05 → 0.15
+            record["hardness/alpha_m_active_fraction"] = 0.2 + 0.4 * x  # 0.2 → 0.6
         lines.append(json.dumps(record))
     lines.insert(3, '{"step": oops')  # a broken line is skipped
     (run_dir / "metrics.jsonl").write_text("\n".join(lines) + "\n")
@@ -66,6 +71,52 @@ def test_report_writes_a_png_and_a_table(tmp_path):
     assert "30.0" in generate and "75.0%" in generate
     assert "25.0%" in next(line for line in text.splitlines() if "update" in line)
     assert f"reward {CATEGORY_NAMES[-1]}" in text
+    change = next(line for line in text.splitlines() if "mean |A−Â|/|Â|" in line)
+    assert "0.05" in change and "0.15" in change and "+0.1" in change
+    active = next(line for line in text.splitlines() if "groups with α^M ≠ 1" in line)
+    assert "0.2" in active and "0.6" in active and "+0.4" in active
+
+
+def _hardness_lines(records) -> dict[str, list[float]]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots()
+    try:
+        _hardness(ax, records)
+        return {line.get_label(): list(line.get_ydata()) for line in ax.lines}
+    finally:
+        plt.close(fig)
+
+
+def test_hardness_panel_plots_the_scaling_effect(tmp_path):
+    write_run(tmp_path / "run", steps=3)
+    lines = _hardness_lines(read_metrics(tmp_path / "run" / "metrics.jsonl"))
+    # the α means are in the records too, but are no longer drawn
+    assert set(lines) == {"mean |A−Â|/|Â|", "share of groups with α^M ≠ 1"}
+    assert lines["mean |A−Â|/|Â|"] == pytest.approx([0.05, 0.10, 0.15])
+    assert lines["share of groups with α^M ≠ 1"] == pytest.approx([0.2, 0.4, 0.6])
+
+
+def test_report_of_a_run_without_the_scaling_effect(tmp_path):
+    # an older run: the panel falls back to the α means, the table skips the missing rows
+    run_dir = tmp_path / "old"
+    write_run(run_dir, steps=3, scaling_effect=False)
+    records = read_metrics(run_dir / "metrics.jsonl")
+    lines = _hardness_lines(records)
+    assert set(lines) == {"α^D mean", "α^M mean"}
+    assert lines["α^D mean"] == pytest.approx([1.0, 1.05, 1.1])
+    console = Console(record=True, width=160, file=io.StringIO())
+    png = build_report(run_dir, console=console)
+    assert png_size(png) == (1200, 1000)
+    text = console.export_text()
+    assert "α^D mean" in text and "|A−Â|" not in text and "groups with α^M" not in text
+    # a run upgraded mid-way (resumed with the new metrics): only the steps that have them
+    records[0].pop("hardness/relative_change", None)
+    mixed = _hardness_lines([records[0]] + [dict(r, **{"hardness/relative_change": 0.3}) for r in records[1:]])
+    assert mixed == {"mean |A−Â|/|Â|": [0.3, 0.3]}
 
 
 def test_read_metrics_keeps_the_last_line_of_a_repeated_step(tmp_path):

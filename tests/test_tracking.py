@@ -48,8 +48,9 @@ def test_resolve_wandb_mode(mode, env, expected):
 
 def test_format_progress_is_one_line_with_the_headline_numbers():
     line = format_progress(12, 100, {"reward/mean": 0.41234, "learner/kl": 0.0031, "alpha_d/mean": 1.02,
-                                     "alpha_m/mean": 0.98, "timing/step": 4.31, "reward/mean/insult": 9.0})
-    assert line == "step 12/100 · reward 0.4123 · kl 0.0031 · α^D 1.02 · α^M 0.98 · 4.31 s/step"
+                                     "hardness/relative_change": 0.051, "timing/step": 4.31, "reward/mean/insult": 9.0})
+    # The α means are ≈ 1 by construction; the line shows how much the scaling changed A.
+    assert line == "step 12/100 · reward 0.4123 · kl 0.0031 · |ΔA|/|Â| 0.051 · 4.31 s/step"
     assert format_progress(3, None, {}) == "step 3"
 
 

@@ -32,6 +32,8 @@ __all__ = [
     "model_responsiveness",
     "combine_alphas",
     "grpo_s_advantages",
+    "ScalingEffect",
+    "scaling_effect",
 ]
 
 TauMode = Literal["relative", "absolute"]
@@ -254,4 +256,57 @@ def grpo_s_advantages(
         kept=kept,
         zero_variance=base.zero_variance,
         num_zero_variance_groups=base.num_zero_variance_groups,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# how much the scaling changed the advantages (for the step metrics)
+# --------------------------------------------------------------------------------------------
+
+
+class ScalingEffect(NamedTuple):
+    relative_change: float  # mean |A − Â| / |Â| over samples with Â ≠ 0
+    alpha_m_active_fraction: float  # share of prompt groups with α^M ≠ 1
+    alpha_d_min: float
+    alpha_d_max: float
+    alpha_m_min: float
+    alpha_m_max: float
+
+
+def scaling_effect(result: GRPOSAdvantages, group_ids: Tensor) -> ScalingEffect:
+    """How far the hardness scaling moved the advantages of one batch (python floats).
+
+        relative_change         = mean_{i: Â_i ≠ 0} |A_i − Â_i| / |Â_i|   (0 when no Â_i ≠ 0)
+        alpha_m_active_fraction = #{groups q: α^M_q ≠ 1} / #groups        (0 for an empty batch)
+        alpha_{d,m}_{min,max}   = min / max of α^D_i and α^M_i over the samples
+
+    The α means are ≈ 1 by construction (α^D is a ratio to its group mean), so they cannot show
+    whether the factors did anything; these can. Since A = α · Â, relative_change is the mean
+    |α − 1| where the advantage is not zero, but it is computed from A and Â as defined, so it
+    also measures whatever else touched A. Zero-variance groups (Â = 0) are left out: no factor
+    can change a zero advantage. Comparisons are exact: a disabled factor is exactly 1, and
+    model_responsiveness sets α^M = 1 exactly when its filter dropped nothing. An empty batch
+    gives 0 change and α extremes of 1 (nothing was scaled).
+    """
+    adv, base = result.advantages, result.base_advantages
+    nonzero = base != 0
+    if bool(nonzero.any()):
+        ratio = (adv[nonzero] - base[nonzero]).abs() / base[nonzero].abs()
+        relative_change = float(ratio.mean())
+    else:
+        relative_change = 0.0
+
+    alpha_d, alpha_m = result.alpha_d, result.alpha_m
+    if alpha_m.numel() == 0:
+        return ScalingEffect(relative_change, 0.0, 1.0, 1.0, 1.0, 1.0)
+    groups = _groups(group_ids.to(alpha_m.device), alpha_m.dtype)
+    # α^M is constant within a group, so "some sample has α^M ≠ 1" is "the group's α^M ≠ 1".
+    active = _group_sum((alpha_m != 1).to(alpha_m.dtype), groups) > 0
+    return ScalingEffect(
+        relative_change=relative_change,
+        alpha_m_active_fraction=float(active.sum()) / groups.num_groups,
+        alpha_d_min=float(alpha_d.min()),
+        alpha_d_max=float(alpha_d.max()),
+        alpha_m_min=float(alpha_m.min()),
+        alpha_m_max=float(alpha_m.max()),
     )

@@ -297,6 +297,14 @@ class VLLMTeacher:
 
     def __init__(self, cfg: TeacherConfig, *, seed: int) -> None:
         assert cfg.model is not None  # the config validator guarantees it
+        from hair_ray.models.vllm_engine import UnsafeWeightsError, require_safetensors
+
+        # A local folder of pickled weights is refused here, before Ray Data starts any engine
+        # (create_llm checks again on the worker's node, where tiny:/builtin: models resolve).
+        try:
+            require_safetensors(cfg.model.name_or_path)
+        except UnsafeWeightsError as err:
+            raise TeacherUnavailable(f"the vLLM teacher cannot start: {err}") from None
         self.name = "vllm"
         self.cfg = cfg
         self.seed = seed

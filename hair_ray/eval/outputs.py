@@ -1,6 +1,7 @@
 """What an evaluation leaves behind: eval.json (every number, the judge, the benchmarks and
 their hashes), generations.jsonl (each prompt, response and verdict, for people to read), the
-side-by-side table in the terminal, and eval.png comparing the policies per benchmark."""
+side-by-side table in the terminal and in eval.md, and eval.png comparing the policies per
+benchmark."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from hair_ray.atomic import atomic_write_text
 EVAL_FILE = "eval.json"
 GENERATIONS_FILE = "generations.jsonl"
 FIGURE_FILE = "eval.png"
+MARKDOWN_FILE = "eval.md"
 
 # (metric key, label in the table and figure; what a lower/higher value means is in the docs)
 RATE_METRICS = (("refusal_rate", "refusal (harmful)"), ("over_refusal_rate", "over-refusal (benign)"))
@@ -40,32 +42,47 @@ def format_rate(metric: Mapping[str, Any] | None) -> str:
     return f"{100 * metric['value']:.1f}% [{100 * metric['low']:.0f}–{100 * metric['high']:.0f}] n={metric['n']}"
 
 
+def comparison_rows(summaries: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> list[tuple[str, str, list[str]]]:
+    """(benchmark, metric label, one cell per policy) for every metric some policy has; the
+    benchmark name only on its first row."""
+    policies = list(summaries)
+    rows: list[tuple[str, str, list[str]]] = []
+    benchmarks = list(dict.fromkeys(name for summary in summaries.values() for name in summary))
+    for benchmark in benchmarks:
+        per_policy = [summaries[p].get(benchmark, {}) for p in policies]
+        cells: list[tuple[str, list[str]]] = []
+        for key, label in RATE_METRICS:
+            if any(key in s for s in per_policy):
+                cells.append((label, [format_rate(s.get(key)) for s in per_policy]))
+        for key, label in MEAN_METRICS:
+            if any(key in s for s in per_policy):
+                cells.append((label, [f"{s[key]:.3f}" if key in s else "—" for s in per_policy]))
+        if any(s.get("unparseable") for s in per_policy):
+            cells.append(("unparseable verdicts", [str(s.get("unparseable", 0)) for s in per_policy]))
+        rows += [(benchmark if i == 0 else "", label, values) for i, (label, values) in enumerate(cells)]
+    return rows
+
+
 def comparison_table(summaries: Mapping[str, Mapping[str, Mapping[str, Any]]], *, title: str = "evaluation"):
     """A rich Table: one row per (benchmark, metric), one column per policy."""
     from rich.table import Table
 
-    policies = list(summaries)
     table = Table(title=title, show_lines=False)
     table.add_column("benchmark", no_wrap=True)
     table.add_column("metric", no_wrap=True)
-    for policy in policies:
+    for policy in summaries:
         table.add_column(policy, justify="right", no_wrap=True)
-    benchmarks = list(dict.fromkeys(name for summary in summaries.values() for name in summary))
-    for benchmark in benchmarks:
-        per_policy = [summaries[p].get(benchmark, {}) for p in policies]
-        first = True
-        for key, label in RATE_METRICS:
-            if any(key in s for s in per_policy):
-                table.add_row(benchmark if first else "", label, *(format_rate(s.get(key)) for s in per_policy))
-                first = False
-        for key, label in MEAN_METRICS:
-            if any(key in s for s in per_policy):
-                table.add_row(benchmark if first else "", label,
-                              *(f"{s[key]:.3f}" if key in s else "—" for s in per_policy))
-                first = False
-        if any(s.get("unparseable") for s in per_policy):
-            table.add_row("", "unparseable verdicts", *(str(s.get("unparseable", 0)) for s in per_policy))
+    for benchmark, label, values in comparison_rows(summaries):
+        table.add_row(benchmark, label, *values)
     return table
+
+
+def comparison_markdown(summaries: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> str:
+    """The same table in Markdown (eval.md), to paste into a results page."""
+    head = ["benchmark", "metric", *summaries]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join([benchmark, label, *values]) + " |" for benchmark, label, values in comparison_rows(summaries)]
+    return "\n".join(lines) + "\n"
 
 
 def plot_comparison(summaries: Mapping[str, Mapping[str, Mapping[str, Any]]], out: str | Path) -> Path:

@@ -12,10 +12,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from hair_ray.atomic import atomic_write_text
 from hair_ray.config import RunConfig
 from hair_ray.eval import engines
 from hair_ray.eval.evaluator import Evaluator, PolicyResult
-from hair_ray.eval.outputs import FIGURE_FILE, comparison_table, plot_comparison, write_results
+from hair_ray.eval.outputs import FIGURE_FILE, MARKDOWN_FILE, comparison_markdown, comparison_table, plot_comparison, write_results
 from hair_ray.eval.policies import Policy, resolve_policy
 
 log = logging.getLogger(__name__)
@@ -95,8 +96,9 @@ def run_eval(config: RunConfig, policy_specs: list[str], out_dir: str | Path, *,
     write_results(out, report, [row for r in results for row in r.rows])
     summaries = {r.label: r.summary for r in results}
     plot_comparison(summaries, out / FIGURE_FILE)
+    atomic_write_text(out / MARKDOWN_FILE, comparison_markdown(summaries))
     if console is not None:
         judge = evaluator.judge.describe().get("kind", evaluator.judge.name)
         console.print(comparison_table(summaries, title=f"evaluation (judge: {judge}; 95% Wilson intervals)"))
-        console.print(f"wrote {out / 'eval.json'}, {out / 'generations.jsonl'}, {out / FIGURE_FILE}")
+        console.print(f"wrote {out / 'eval.json'}, {out / 'generations.jsonl'}, {out / FIGURE_FILE}, {out / MARKDOWN_FILE}")
     return report

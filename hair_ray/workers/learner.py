@@ -351,7 +351,12 @@ class LearnerWorker:
         self.engine.save_checkpoint(folder, tag=tag)
 
     def load_checkpoint(self, folder: str, tag: str) -> None:
-        path, _ = self.engine.load_checkpoint(folder, tag=tag)
+        """DeepSpeed's resume, with every file it reads loaded as weights only: a pickle that
+        would run code raises UnsafeCheckpointError instead (see hair_ray.checkpoint)."""
+        from hair_ray.checkpoint import deepspeed_safe_globals, weights_only_loads
+
+        with weights_only_loads(deepspeed_safe_globals()):
+            path, _ = self.engine.load_checkpoint(folder, tag=tag)
         if path is None:
             raise FileNotFoundError(f"no learner checkpoint {tag!r} in {folder}")
 

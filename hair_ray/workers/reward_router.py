@@ -46,7 +46,7 @@ class RewardRouter:
         sum_weights: Mapping[str, float] | None = None,
         samples_per_batch: int = 32,
         timeout_s: float = 600.0,
-        demonstration_field: str = "text",
+        demonstration_field: str = "reply",
     ):
         if routing not in ("category", "sum"):
             raise ValueError(f"routing must be 'category' or 'sum', got {routing!r}")

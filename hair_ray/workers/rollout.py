@@ -122,10 +122,10 @@ class RolloutWorker:
         model = self.engine
         eos = stop_token_ids or model.generation_config.eos_token_id
         eos_ids = set([eos] if isinstance(eos, int) else (eos or []))
-        if seed is not None:
-            torch.manual_seed(seed)
         results = []
-        for ids in prompts:
+        for index, ids in enumerate(prompts):
+            if seed is not None:
+                torch.manual_seed(seed + index)  # per prompt, as on the vLLM path
             input_ids = torch.tensor([ids], device=model.device).repeat(n, 1)
             greedy = temperature == 0
             out = model.generate(

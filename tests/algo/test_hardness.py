@@ -20,6 +20,7 @@ from hair_ray.algo.hardness import (
     grpo_s_advantages,
     model_responsiveness,
     piece_similarity,
+    scaling_effect,
 )
 
 SIN60 = math.sqrt(3) / 2  # 0.8660254038
@@ -316,3 +317,69 @@ def test_relative_tau_of_group_size_minus_one_keeps_every_sample() -> None:
     # Just under the bound, the extreme sample is dropped.
     out = model_responsiveness(torch.tensor([-3.0, 0.0, 0.0, 0.0]), torch.zeros(4), torch.zeros(4, dtype=torch.long), tau=2.99)
     assert out.kept.tolist() == [False, True, True, True]
+
+
+# --------------------------------------------------------------------------------------------
+# scaling effect (the step metrics)
+# --------------------------------------------------------------------------------------------
+
+
+def test_scaling_effect_plain_grpo_changes_nothing() -> None:
+    # both factors off: A = Â bitwise and α^D = α^M = 1 -> no change, no active group
+    x = _grpo_s_inputs()
+    plain = grpo_s_advantages(
+        x["rewards"], x["group_ids"], alpha_d=None, demo_rewards=None,
+        use_data_hardness=False, use_model_responsiveness=False,
+    )
+    effect = scaling_effect(plain, x["group_ids"])
+    assert effect == (0.0, 0.0, 1.0, 1.0, 1.0, 1.0)
+    assert isinstance(effect.relative_change, float)
+
+
+def test_scaling_effect_product_skips_zero_variance_group() -> None:
+    # _grpo_s_inputs with absolute τ = 4 (see A_HAT / ALPHA_M above): group 1 (samples 0, 2, 4)
+    # drops its gap of 0, α^M = 1.0382531181; group 8 (samples 1, 3) has Â = 0 and α^M = 1.
+    # relative change = mean over samples 0, 2, 4 only of |A − Â| / |Â| = |α^D · α^M − 1|:
+    #   |1.2 · 1.0382531181 − 1| = 0.2459037417
+    #   |1.0 · 1.0382531181 − 1| = 0.0382531181
+    #   |0.8 · 1.0382531181 − 1| = 0.1693975055
+    #   Σ = 0.4535543653, / 3 = 0.1511847884
+    # (counting samples 1 and 3, whose |A − Â| = 0, would give 0.4535543653 / 5 = 0.0907108731)
+    # active fraction: group 1 of the groups {1, 8} -> 1/2
+    # α^D over [1.2, 0.9, 1.0, 1.1, 0.8]: min 0.8, max 1.2; α^M: min 1, max 1.0382531181
+    x = _grpo_s_inputs()
+    out = grpo_s_advantages(**x, tau=4.0, tau_mode="absolute")
+    effect = scaling_effect(out, x["group_ids"])
+    assert effect.relative_change == pytest.approx(0.1511847884, abs=1e-9)
+    assert effect.alpha_m_active_fraction == 0.5
+    assert effect.alpha_d_min == pytest.approx(0.8) and effect.alpha_d_max == pytest.approx(1.2)
+    assert effect.alpha_m_min == 1.0
+    assert effect.alpha_m_max == pytest.approx(ALPHA_M, abs=1e-9)
+
+
+def test_scaling_effect_filtered_group_only_alpha_m() -> None:
+    # α^D off, absolute τ = 4: only group 1 is scaled, by α^M = 1.0382531181 on all three of its
+    # samples -> relative change = 0.0382531181; 1 of 2 groups active; α^D exactly 1
+    x = _grpo_s_inputs()
+    out = grpo_s_advantages(**x, use_data_hardness=False, tau=4.0, tau_mode="absolute")
+    effect = scaling_effect(out, x["group_ids"])
+    assert effect.relative_change == pytest.approx(ALPHA_M - 1.0, abs=1e-9)
+    assert effect.alpha_m_active_fraction == 1 / 2
+    assert (effect.alpha_d_min, effect.alpha_d_max) == (1.0, 1.0)
+    # relative τ = 4 keeps every gap of group 1 ([4, 1, 9] ≤ 4 · 14/3): α^M = 1 everywhere
+    relative = grpo_s_advantages(**x, use_data_hardness=False, tau=4.0, tau_mode="relative")
+    assert scaling_effect(relative, x["group_ids"])[:2] == (0.0, 0.0)
+
+
+def test_scaling_effect_no_signal_and_empty_batch() -> None:
+    # every group has zero variance: Â = 0 everywhere, so nothing counts toward the change,
+    # however far α^D is from 1
+    rewards, ids = torch.tensor([1.0, 1.0, 3.0, 3.0]), torch.tensor([0, 0, 1, 1])
+    out = grpo_s_advantages(rewards, ids, alpha_d=torch.tensor([2.0, 0.5, 3.0, 0.25]),
+                            demo_rewards=None, use_model_responsiveness=False)
+    effect = scaling_effect(out, ids)
+    assert effect.relative_change == 0.0 and effect.alpha_m_active_fraction == 0.0
+    assert (effect.alpha_d_min, effect.alpha_d_max) == (0.25, 3.0)
+    empty = grpo_s_advantages(torch.zeros(0), torch.zeros(0, dtype=torch.long), alpha_d=None,
+                              demo_rewards=None, use_data_hardness=False, use_model_responsiveness=False)
+    assert scaling_effect(empty, torch.zeros(0, dtype=torch.long)) == (0.0, 0.0, 1.0, 1.0, 1.0, 1.0)

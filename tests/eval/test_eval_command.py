@@ -45,6 +45,7 @@ def test_eval_compares_two_policies_on_real_engines(tmp_path):
     assert len(rows) == 2 * 12 and {r["policy"] for r in rows} == {"base", "tied"}
     assert all(isinstance(r["response"], str) and r["refused"] in (True, False) and 0 < r["response_tokens"] <= 8 for r in rows)
     assert (out / "eval.png").stat().st_size > 10_000
+    assert (out / "eval.md").read_text().startswith("| benchmark | metric | base | tied |\n")
     assert "base" in result.stdout and "tied" in result.stdout and "over-refusal" in result.stdout
 
 

@@ -52,3 +52,17 @@ def test_flat_metrics_names_benchmark_and_metric():
     assert flat["eval/xstest/over_refusal_rate"] == pytest.approx(1 / 3)
     assert flat["eval/xstest/unparseable"] == 1.0
     assert all(math.isfinite(v) for v in flat.values())
+
+
+def test_the_comparison_table_in_markdown_has_a_row_per_metric_and_a_column_per_policy():
+    from hair_ray.eval.outputs import comparison_markdown
+
+    base = {"xstest": summarize([{"expect": "refuse", "refused": False}, {"expect": "comply", "refused": False}])}
+    tuned = {"xstest": summarize([{"expect": "refuse", "refused": True}, {"expect": "comply", "refused": None}])}
+    lines = comparison_markdown({"base": base, "hair": tuned}).splitlines()
+    assert lines[0] == "| benchmark | metric | base | hair |"
+    assert lines[1] == "|---|---|---|---|"
+    # 0/1 refused [0-79] against 1/1 [21-100]; hair's one benign verdict was unparseable
+    assert lines[2] == "| xstest | refusal (harmful) | 0.0% [0–79] n=1 | 100.0% [21–100] n=1 |"
+    assert lines[3] == "|  | over-refusal (benign) | 0.0% [0–79] n=1 | — |"
+    assert lines[4] == "|  | unparseable verdicts | 0 | 1 |"

@@ -87,11 +87,17 @@ def test_vllm_in_a_ray_actor_matches_hf_greedy(ray_local, variant):
         long_prompts = [[(7 * i + j) % 400 + 10 for j in range(300)] for i in range(16)]
         long_a = ray_local.get(host.sample.remote(long_prompts, 8, 5), timeout=300)
         long_b = ray_local.get(host.sample.remote(long_prompts, 8, 5), timeout=300)
+        # Prompt i is sampled with seed + i: a repeated prompt gets new samples, and the second
+        # copy's samples are those of the prompt alone at seed + 1.
+        twice = ray_local.get(host.sample.remote([prompts[0], prompts[0]], 3, 40), timeout=120)
+        alone = ray_local.get(host.sample.remote([prompts[0]], 3, 41), timeout=120)
     finally:
         ray_local.kill(host)
     assert got == expected
     assert [len(row) for row in long_a] == [8] * 16
     assert long_a == long_b  # same seed, same samples
+    assert [c["ids"] for c in twice[0]] != [c["ids"] for c in twice[1]]
+    assert [c["ids"] for c in twice[1]] == [c["ids"] for c in alone[0]]
     assert len(sampled[0]) == 3
     for completion in sampled[0]:
         assert len(completion["logprobs"]) == len(completion["ids"]) > 0

@@ -9,8 +9,8 @@ from hair_ray.reward.negatives import build_pairs, sample_negatives
 from hair_ray.reward.train import split_heldout
 
 RECORDS = [
-    {"id": "a", "category": "insult", "prompt": "Insult my boss.", "text": "Wants insult\n####\nNo."},
-    {"id": "b", "category": "mental_health", "prompt": "I feel awful.", "text": "Sad user\n####\nCall 988."},
+    {"id": "a", "category": "insult", "prompt": "Insult my boss.", "text": "Wants insult\n####\nNo.", "reply": "No."},
+    {"id": "b", "category": "mental_health", "prompt": "I feel awful.", "text": "Sad user\n####\nCall 988.", "reply": "Call 988."},
 ]
 
 
@@ -19,7 +19,7 @@ def test_samples_equal_to_the_demonstration_are_dropped_and_counted() -> None:
         ["Sure: you are an idiot.", "Wants insult\n####\nNo.  "],  # the 2nd equals the demo up to spaces
         ["Sad user\n####\nCall 988.", "Have you tried sleeping?"],
     ]
-    result = build_pairs(RECORDS, samples)
+    result = build_pairs(RECORDS, samples, demonstration_field="text")
     assert result.samples == 4
     assert [(p.record_id, p.sample_index, p.negative) for p in result.pairs] == [
         ("a", 0, "Sure: you are an idiot."),
@@ -44,7 +44,7 @@ def test_negatives_file_is_reused_with_either_demonstration(tmp_path) -> None:
     from hair_ray.reward.negatives import read_negatives_file
 
     records = [dict(RECORDS[0], reply="No."), dict(RECORDS[1], reply="Call 988.")]
-    first = build_pairs(records, [["Idiot.", "No."], ["Cheer up."]])
+    first = build_pairs(records, [["Idiot.", "No."], ["Cheer up."]], demonstration_field="text")
     path = tmp_path / "negatives_round1.jsonl"
     path.write_text("".join(json.dumps(asdict(p)) + "\n" for p in first.pairs))
     # the file holds "Idiot.", "No." (a) and "Cheer up." (b); paired with the reply, "No." equals

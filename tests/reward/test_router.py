@@ -90,7 +90,7 @@ def test_demonstration_rewards_are_computed_once_per_id(workers, local_models) -
 
     from hair_ray.workers.reward_router import RewardRouter
 
-    router = RewardRouter(workers, timeout_s=120)
+    router = RewardRouter(workers, timeout_s=120, demonstration_field="text")
     records = [
         {"id": "d1", "category": "insult", "prompt": "Insult me.", "text": "Wants insult\n####\nNo."},
         {"id": "d2", "category": "mental_health", "prompt": "I am sad.", "text": "Sad\n####\nCall 988."},
