@@ -391,7 +391,6 @@ def stage_checkpoint(
     rng = capture_rng_state()
     target = checkpoint_dir(run_dir, step)
     with atomic_dir(target) as staging:
-        staging.chmod(0o755)  # mkdtemp makes it 0700; readers (export, eval) may be other users
         (staging / LEARNER_DIR).mkdir()
         yield staging
         torch.save(rng, staging / RNG_FILE)

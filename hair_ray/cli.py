@@ -7,12 +7,19 @@ from typing import Annotated, Optional
 import typer
 
 from hair_ray import __version__
-from hair_ray.config import ConfigError, dump_config, load_config
+from hair_ray.config import dump_config, load_config
+from hair_ray.errors import DEBUG_ENV, cli_errors, describe
 from hair_ray.reward.cli import reward_app
 from hair_ray.data.cli import data_app
 from hair_ray.eval.cli import eval_app
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help="HAIR safety alignment on Ray.")
+app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    help="HAIR safety alignment on Ray.",
+    epilog="Exit codes: 0 done, 1 a defect (traceback), 2 invalid input, 3 would destroy earlier results, "
+    "4 checkpoint, 5 cluster or service, 6 the machine (disk, permissions), 130 interrupted.",
+)
 config_app = typer.Typer(no_args_is_help=True, help="Inspect and validate run configs.")
 models_app = typer.Typer(no_args_is_help=True, help="Prepare models that work offline.")
 app.add_typer(config_app, name="config")
@@ -31,99 +38,129 @@ def _print_version(value: bool) -> None:
 @app.callback()
 def main(
     version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit.")] = False,
+    debug: Annotated[bool, typer.Option("--debug", help=f"Show the traceback of an error (or set {DEBUG_ENV}=1).")] = False,
 ) -> None:
     """HAIR safety alignment on Ray."""
+    import os
+
+    if debug:
+        os.environ[DEBUG_ENV] = "1"
 
 
 ConfigOption = Annotated[Optional[str], typer.Option("--config", "-c", help="YAML run config.")]
 Overrides = Annotated[Optional[list[str]], typer.Argument(help="Dotted overrides: algo.group_size=8")]
-
-
-def load_or_exit(config: str | None, overrides: list[str] | None):
-    try:
-        return load_config(config, overrides or [])
-    except ConfigError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
+OverwriteOption = Annotated[bool, typer.Option("--overwrite", help="Replace what the target folder holds (an earlier run, an export).")]
 
 
 @config_app.command("show")
+@cli_errors
 def config_show(config: ConfigOption = None, overrides: Overrides = None) -> None:
     """Print the fully resolved config (defaults, file, overrides) as YAML."""
-    typer.echo(dump_config(load_or_exit(config, overrides)), nl=False)
+    typer.echo(dump_config(load_config(config, overrides or [])), nl=False)
 
 
 @config_app.command("check")
-def config_check(config: ConfigOption = None, overrides: Overrides = None) -> None:
-    """Validate a config; exit 2 with the reason when it is invalid."""
-    from hair_ray.config import config_hash
+@cli_errors
+def config_check(
+    config: ConfigOption = None,
+    overrides: Overrides = None,
+    nodes: Annotated[Optional[int], typer.Option(help="Check placement on a cluster of this many nodes…")] = None,
+    cpus: Annotated[Optional[float], typer.Option(help="…with this many CPUs each (default: this machine's)…")] = None,
+    gpus: Annotated[Optional[float], typer.Option(help="…and this many GPUs each (default: this machine's).")] = None,
+    local: Annotated[bool, typer.Option(help="Check this machine's folders (run, reward models, output) and packages; --no-local when the run happens on a cluster.")] = True,
+    overwrite: OverwriteOption = False,
+) -> None:
+    """Run the checks `train` runs before it starts an actor; exit with the first problem's code.
 
-    cfg = load_or_exit(config, overrides)
-    typer.echo(f"ok: {config or 'defaults'} (config hash {config_hash(cfg)})")
+    Placement is checked when a cluster size is given (--nodes / --cpus / --gpus)."""
+    from hair_ray.config import config_hash
+    from hair_ray.preflight import run_checks
+
+    cfg = load_config(config, overrides or [])
+    cluster = None if nodes is None and cpus is None and gpus is None else cluster_of(nodes or 1, cpus, gpus)
+    problems = run_checks(cfg, overwrite=overwrite, cluster=cluster, local=local)
+    for problem in problems:
+        typer.echo(f"error: {problem.check}: {describe(problem.error)}", err=True)
+    if problems:
+        raise typer.Exit(problems[0].exit_code)
+    where = "" if cluster is None else f"; placement fits {len(cluster.nodes)} × {{CPU: {cluster.nodes[0].num_cpus:g}, GPU: {cluster.nodes[0].num_gpus:g}}}"
+    typer.echo(f"ok: {config or 'defaults'} (config hash {config_hash(cfg)}{where})")
+
+
+def cluster_of(nodes: int, cpus: float | None, gpus: float | None):
+    """A cluster of `nodes` like this machine, or with the CPUs / GPUs given."""
+    import os
+
+    from hair_ray.placement import ClusterResources
+
+    if gpus is None:
+        import torch
+
+        gpus = float(torch.cuda.device_count())
+    return ClusterResources.uniform(nodes, float(cpus if cpus is not None else os.cpu_count() or 1), gpus)
 
 
 @models_app.command("prepare")
+@cli_errors
 def models_prepare(names: Annotated[list[str], typer.Argument(help="tiny:qwen2, builtin:smollm2-135m-instruct, …")]) -> None:
     """Materialise offline models into the cache and print their folders."""
     from hair_ray.models.registry import resolve_model_path
 
     for name in names:
-        try:
-            typer.echo(f"{name}\t{resolve_model_path(name)}")
-        except (ValueError, FileNotFoundError) as exc:
-            typer.echo(f"error: {exc}", err=True)
-            raise typer.Exit(2) from None
+        typer.echo(f"{name}\t{resolve_model_path(name)}")
+
+
+def quiet_engine_logs() -> None:
+    """vLLM logs every engine setting at INFO from each actor: the step line would drown in it.
+    WARNING unless the user chose a level (the actors inherit the variable)."""
+    import os
+
+    os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
 
 
 @app.command("train")
-def train(config: ConfigOption = None, overrides: Overrides = None) -> None:
+@cli_errors
+def train(config: ConfigOption = None, overrides: Overrides = None, overwrite: OverwriteOption = False) -> None:
     """Run (or, with checkpoint.resume=auto, resume) GRPO-S training on the Ray cluster."""
     import logging
 
     from hair_ray.run import train as run_training
 
-    cfg = load_or_exit(config, overrides)
+    cfg = load_config(config, overrides or [])
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        metrics = run_training(cfg)
-    except (FileNotFoundError, ValueError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
-    typer.echo(f"done: {cfg.algo.total_steps} steps in {cfg.run_dir}; last reward/mean {metrics.get('reward/mean', float('nan')):.4f}")
+    quiet_engine_logs()
+    metrics = run_training(cfg, overwrite=overwrite)
+    reward = metrics.get("reward/mean")
+    typer.echo(f"done: {cfg.algo.total_steps} steps in {cfg.run_dir}"
+               + (f"; last reward/mean {reward:.4f}" if isinstance(reward, (int, float)) else ""))
 
 
 @app.command("export")
+@cli_errors
 def export(
     config: ConfigOption = None,
     overrides: Overrides = None,
     step: Annotated[Optional[int], typer.Option("--step", help="Checkpoint step; default the latest.")] = None,
     out: Annotated[Optional[str], typer.Option("--out", "-o", help="Folder; default RUN/export/step-N.")] = None,
+    overwrite: OverwriteOption = False,
 ) -> None:
     """Write a checkpoint's policy as a Hugging Face folder (safetensors) that vLLM loads."""
-    from hair_ray.checkpoint import CheckpointError
     from hair_ray.export import export_checkpoint
 
-    cfg = load_or_exit(config, overrides)
-    try:
-        typer.echo(export_checkpoint(cfg, step, out))
-    except (FileNotFoundError, ValueError, CheckpointError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
+    cfg = load_config(config, overrides or [])
+    typer.echo(export_checkpoint(cfg, step, out, overwrite=overwrite))
 
 
 @app.command("report")
+@cli_errors
 def report(
     run_dir: Annotated[str, typer.Argument(help="A run folder (holding metrics.jsonl).")],
     out: Annotated[Optional[str], typer.Option("--out", "-o", help="PNG to write; default RUN_DIR/report.png.")] = None,
 ) -> None:
     """Plot a run's curves into a PNG and print a summary table (first vs last step, timing)."""
-    from hair_ray.report import ReportError, build_report
+    from hair_ray.report import build_report
 
-    try:
-        build_report(run_dir, out)
-    except ReportError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
+    build_report(run_dir, out)
 
 
 if __name__ == "__main__":

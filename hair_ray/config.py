@@ -13,10 +13,10 @@ import difflib
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from hair_ray.categories import CATEGORY_NAMES
 
@@ -26,7 +26,18 @@ class ConfigError(ValueError):
 
 
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, populate_by_name=True)
+    # allow_inf_nan=False: `learner.learning_rate=.inf` is a typo to report, not a value to train with.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, populate_by_name=True, allow_inf_nan=False)
+
+
+def _folder_name(value: str | None) -> str | None:
+    """A name that becomes one folder: '.' and '..' would put it somewhere else."""
+    if value in (".", ".."):
+        raise ValueError(f"{value!r} is not a folder name (it would write outside output_dir); choose a name like my-run")
+    return value
+
+
+FolderName = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+$"), AfterValidator(_folder_name)]
 
 
 class ModelSpec(Section):
@@ -62,7 +73,7 @@ class SourceConfig(Section):
     """
 
     kind: SourceKind = "seed"
-    name: str | None = Field(None, pattern=r"^[A-Za-z0-9_.-]+$")  # the records' `source`; default: kind
+    name: FolderName | None = None  # the records' `source`; default: kind
     # Local file, relative to data.data_root; unset or missing: the hub id (when there is one).
     path: str | None = None
     hf_id: str | None = None  # default for do_not_answer / safety_prompts: DEFAULT_HF_IDS
@@ -263,6 +274,9 @@ class RewardConfig(Section):
 
     @model_validator(mode="after")
     def _known_categories(self) -> RewardConfig:
+        if self.sum_weights is not None and self.routing != "sum":
+            raise ValueError("sum_weights is only read with routing: sum (category routing scores each prompt "
+                             "with its own category's model); set reward.routing=sum or remove sum_weights")
         for name in self.sum_weights or {}:
             if name not in CATEGORY_NAMES:
                 raise ValueError(
@@ -473,7 +487,7 @@ class EvalConfig(Section):
 
 
 class RunConfig(Section):
-    name: str = Field("hair-run", pattern=r"^[A-Za-z0-9_.-]+$")
+    name: FolderName = "hair-run"
     seed: int = 0
     output_dir: str = "runs"
     policy: ModelSpec = Field(default_factory=lambda: ModelSpec(name_or_path="tiny:qwen2"))
@@ -523,20 +537,38 @@ def parse_override(text: str) -> tuple[list[str], Any]:
 
 
 def apply_override(tree: dict[str, Any], path: list[str], value: Any) -> None:
-    node = tree
-    for i, part in enumerate(path[:-1]):
-        child = node.get(part)
+    """Set a dotted path; a number indexes a list (`data.sources.0.path=x`)."""
+    node: Any = tree
+    for i, part in enumerate(path):
+        dotted = ".".join(path[: i + 1])
+        last = i == len(path) - 1
+        if isinstance(node, list):
+            if not part.isdigit() or int(part) >= len(node):
+                raise ConfigError(
+                    f"override {'.'.join(path)}: {'.'.join(path[:i])} is a list of {len(node)}; "
+                    f"index it with 0..{len(node) - 1} (e.g. {'.'.join(path[:i])}.0.{'.'.join(path[i + 1:]) or 'field'}=...), "
+                    f"or replace it whole ({'.'.join(path[:i])}=[...])"
+                )
+            key: Any = int(part)
+            child = node[key]
+        elif isinstance(node, dict):
+            key, child = part, node.get(part)
+        else:
+            raise ConfigError(f"override {'.'.join(path)}: {'.'.join(path[:i])} is a value, not a section")
+        if last:
+            node[key] = value
+            return
         if child is None:
-            child = node[part] = {}
-        elif not isinstance(child, dict):
-            dotted = ".".join(path[: i + 1])
+            child = node[key] = {}
+        elif not isinstance(child, (dict, list)):
             raise ConfigError(f"override {'.'.join(path)}: {dotted} is a value, not a section")
         node = child
-    node[path[-1]] = value
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"config file {path} is a folder: give a YAML file (for example jobs/demo_cpu.yaml)")
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist")
     try:
@@ -549,7 +581,7 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
         problem = getattr(exc, "problem", None) or str(exc)
         raise ConfigError(f"{path}: invalid YAML{where}: {problem}") from None
     if tree is None:
-        return {}
+        raise ConfigError(f"{path} is empty: a run config needs at least one section; leave out --config to run the defaults")
     if not isinstance(tree, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of sections, got {type(tree).__name__}")
     return tree

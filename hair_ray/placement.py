@@ -312,9 +312,9 @@ def _shape_problems(config: RunConfig) -> list[str]:
         )
     if placement.strategy == "colocated":
         learner_gpus = config.learner.num_gpus_per_worker
-        if tp > 1 and gpw > 0:
+        if tp > 1:
             problems.append(
-                f"placement.strategy = colocated shares one GPU per bundle, so rollout.tensor_parallel_size "
+                f"placement.strategy = colocated shares one bundle per learner rank and engine, so rollout.tensor_parallel_size "
                 f"must be 1 (got {tp}); use placement.strategy = split for tensor-parallel rollout"
             )
         elif learner_gpus + gpw > 1 + _EPS:

@@ -37,7 +37,7 @@ from hair_ray.tracking import (
 Record = dict[str, Any]
 
 
-class ReportError(RuntimeError):
+class ReportError(ValueError):
     """No metrics to report on."""
 
 

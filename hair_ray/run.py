@@ -51,26 +51,16 @@ def start_rollout_workers(config: RunConfig, plan, groups) -> list:
 
     from hair_ray.models.registry import resolve_model_path
     from hair_ray.placement import actor_options
-    from hair_ray.workers.rollout import RolloutWorker
+    from hair_ray.workers.rollout import RolloutWorker, engine_settings
 
-    rollout = config.rollout
     actor_cls = ray.remote(RolloutWorker)
     path = resolve_model_path(config.policy.name_or_path)
+    settings = engine_settings(config, max_model_len=config.rollout.max_prompt_tokens + max_response_tokens(config))
     return [
-        actor_cls.options(max_restarts=rollout.max_restarts, **actor_options(plan, groups, "rollout", i)).remote(
-            path,
-            backend=rollout.backend,
-            dtype=config.policy.dtype,
-            seed=config.seed + i,
-            max_model_len=rollout.max_prompt_tokens + max_response_tokens(config),
-            tensor_parallel_size=rollout.tensor_parallel_size,
-            gpu_memory_utilization=rollout.gpu_memory_utilization,
-            cpu_kv_cache_gib=rollout.cpu_kv_cache_gib,
-            cpu_reserved_cores=rollout.cpu_reserved_cores,
-            enforce_eager=rollout.enforce_eager,
-            trust_remote_code=config.policy.trust_remote_code,
+        actor_cls.options(max_restarts=config.rollout.max_restarts, **actor_options(plan, groups, "rollout", i)).remote(
+            path, seed=config.seed + i, **settings
         )
-        for i in range(rollout.num_workers)
+        for i in range(config.rollout.num_workers)
     ]
 
 
@@ -122,11 +112,13 @@ def warn_if_alpha_m_is_constant(config: RunConfig) -> None:
         )
 
 
-def train(config: RunConfig) -> dict[str, Any]:
-    """Run (or resume) a GRPO-S training run; returns the last step's metrics."""
+def train(config: RunConfig, *, overwrite: bool = False) -> dict[str, Any]:
+    """Run (or resume) a GRPO-S training run; returns the last step's metrics.
+
+    `overwrite` replaces an earlier run in the run folder (see hair_ray.run_folder)."""
     import ray
 
-    from hair_ray.checkpoint import find_resume_checkpoint, load_checkpoint, restore_rng_state, stage_checkpoint
+    from hair_ray.checkpoint import load_checkpoint, restore_rng_state, stage_checkpoint
     from hair_ray.models.loading import load_tokenizer
     from hair_ray.placement import cluster_resources_from_ray, create_placement_groups, plan_placement, remove_placement_groups
     from hair_ray.rollout_group import RolloutGroup
@@ -135,21 +127,30 @@ def train(config: RunConfig) -> dict[str, Any]:
     from hair_ray.workers.learner import start_learner_group
 
     from hair_ray.eval.training import TrainingEvaluation, training_judge
+    from hair_ray.preflight import run_checks
+    from hair_ray.run_folder import plan_run_start
 
-    warn_if_alpha_m_is_constant(config)
-    if not config.reward.function:
-        from hair_ray.reward.quality import check_reward_models
-
-        check_reward_models(config.reward)  # before any actor: a reward at chance stops here
+    # Everything that can fail on bad input fails here, before Ray: a bad config costs a second.
     judge = training_judge(config)
     evaluation = TrainingEvaluation(config, judge=judge) if config.eval.every_steps else None
+    problems = run_checks(config, overwrite=overwrite)
+    for problem in problems[1:]:
+        log.error("%s: %s", problem.check, problem.error)
+    if problems:
+        raise problems[0].error
+    start = plan_run_start(config, overwrite=overwrite)
+    if start.finished:
+        log.warning("%s finished at step %d already (algo.total_steps): nothing to train; raise algo.total_steps "
+                    "with checkpoint.allow_config_change=true to train on", config.run_dir, config.algo.total_steps)
+        return start.last_metrics or {}
+    warn_if_alpha_m_is_constant(config)
+    records = load_train_records(config)
     if not ray.is_initialized():
         ray.init()  # inside `ray job submit` this joins the job's cluster with its runtime_env
-    records = load_train_records(config)
     tokenizer = load_tokenizer(config.policy)
     plan = plan_placement(config, cluster_resources_from_ray())
     groups = create_placement_groups(plan, timeout_s=config.placement.group_timeout_s)
-    resume_from = find_resume_checkpoint(config.run_dir, config.checkpoint.resume)
+    resume_from = start.resume_from
     checkpoint = load_checkpoint(resume_from, config) if resume_from else None
 
     learners: list = []

@@ -19,10 +19,12 @@
 #                         (e.g. "HF_TOKEN"); they are stored with the job, so prefer setting
 #                         secrets on the nodes (see cluster/runtime_env.yaml)
 #   HAIR_RAY_SUBMIT_ARGS  extra `ray job submit` flags, e.g. "--no-wait --submission-id run-7"
+#   HAIR_RAY_CLUSTER_SHAPE  the cluster's size for the placement check before upload,
+#                         e.g. "--nodes 2 --cpus 32 --gpus 8"
 set -euo pipefail
 
 if [[ $# -lt 1 || "$1" == -h || "$1" == --help ]]; then
-    sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'
     exit 2
 fi
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -46,8 +48,10 @@ if [[ "$RAY_AUTH_MODE" == token && -z "${RAY_AUTH_TOKEN:-}" ]]; then
     fi
 fi
 
-# Fail here, in seconds, rather than on the cluster after the upload.
-python -m hair_ray.cli config check --config "$CONFIG" "$@" >/dev/null
+# Fail here, in seconds, rather than on the cluster after the upload. The folders and packages
+# are the cluster's (train checks them there before its actors start); HAIR_RAY_CLUSTER_SHAPE,
+# e.g. "--nodes 2 --cpus 32 --gpus 8", also checks the placement against the cluster's size.
+python -m hair_ray.cli config check --no-local ${HAIR_RAY_CLUSTER_SHAPE:-} --config "$CONFIG" "$@" >/dev/null
 
 RUNTIME_ENV=${HAIR_RAY_RUNTIME_ENV:-cluster/runtime_env.yaml}
 runtime_env_json=$(python - "$RUNTIME_ENV" ${HAIR_RAY_FORWARD_ENV:-} <<'EOF'

@@ -6,6 +6,7 @@
 # then export the policy as a Hugging Face folder and print the run's report.
 # Extra arguments are config overrides, e.g. `make demo ARGS="algo.total_steps=4"`; with
 # DATA=/path/to/data (holding do-not-answer/data_en.csv) stage B is also checked against human labels.
+# Each run replaces the demo's own outputs (outputs/demo): its reward models, run and export.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export HF_HUB_OFFLINE=1 WANDB_MODE=${WANDB_MODE:-offline} TOKENIZERS_PARALLELISM=false PYTHONUNBUFFERED=1
@@ -20,16 +21,16 @@ SECONDS=0
 stage "A. dataset"
 $HAIR data build --config "$CONFIG" "$@"
 stage "B. seven shadow reward models"
-$HAIR reward train --config "$CONFIG" "$@"
+$HAIR reward train --overwrite --config "$CONFIG" "$@"
 if [[ -n ${DATA:-} ]]; then
     # Optional (DATA=/path/to/data, a few minutes more): the models' agreement with Do-Not-Answer's
     # human labels, written next to them, where stage C's check reads it.
     $HAIR reward eval --config "$CONFIG" "$@" --data-en "$DATA/do-not-answer/data_en.csv"
 fi
 stage "C. GRPO-S"
-$HAIR train --config "$CONFIG" "$@"
+$HAIR train --overwrite --config "$CONFIG" "$@"
 stage "export"
-$HAIR export --config "$CONFIG" "$@"
+$HAIR export --overwrite --config "$CONFIG" "$@"
 stage "report"
 RUN_DIR=$(.venv/bin/python -c "import sys; from hair_ray.config import load_config; print(load_config(sys.argv[1], sys.argv[2:]).run_dir)" "$CONFIG" "$@")
 $HAIR report "$RUN_DIR"

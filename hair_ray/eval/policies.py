@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from hair_ray.models.registry import is_path_like
+
 
 class PolicyError(ValueError):
     """A policy that cannot be evaluated: the message names the path and what is missing."""
@@ -77,7 +79,7 @@ def resolve_policy(text: str) -> Policy:
         resolved = _run_folder(path) if (path / "checkpoints").is_dir() else _model_folder(path)
     elif path.exists():
         raise PolicyError(f"policy {spec} is a file; give a model folder, a run folder or a model id")
-    elif spec.startswith((".", "/", "~")) or spec.count("/") > 1:
+    elif is_path_like(spec):
         raise PolicyError(f"policy folder {spec} does not exist")
     else:
         resolved = spec  # a hub id: the engine downloads it, or fails offline with its own message

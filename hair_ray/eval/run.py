@@ -13,11 +13,13 @@ from pathlib import Path
 from typing import Any
 
 from hair_ray.atomic import atomic_write_text
+from hair_ray.categories import CATEGORY_NAMES
 from hair_ray.config import RunConfig
 from hair_ray.eval import engines
 from hair_ray.eval.evaluator import Evaluator, PolicyResult
 from hair_ray.eval.outputs import FIGURE_FILE, MARKDOWN_FILE, comparison_markdown, comparison_table, plot_comparison, write_results
 from hair_ray.eval.policies import Policy, resolve_policy
+from hair_ray.placement import ClusterResources, PlacementError, cluster_resources_from_ray
 
 log = logging.getLogger(__name__)
 
@@ -36,12 +38,44 @@ def evaluation_report(evaluator: Evaluator, policies: list[Policy], results: lis
     }
 
 
+def check_resources(config: RunConfig, *, with_reward_models: bool, cluster: ClusterResources) -> None:
+    """The engines of one policy and the reward actors are up at the same time: they must fit the
+    cluster together, or an engine waits for CPUs that never come free until its timeout."""
+    placement, reward = config.placement, config.reward
+    engines_n = config.eval.num_engines
+    needs = {
+        "CPU": [(f"engines {engines_n} × {placement.cpus_per_rollout_worker:g}", "eval.num_engines / placement.cpus_per_rollout_worker",
+                 engines_n * placement.cpus_per_rollout_worker)],
+        "GPU": [(f"engines {engines_n} × {placement.gpus_per_rollout_worker:g}", "eval.num_engines / placement.gpus_per_rollout_worker",
+                 engines_n * placement.gpus_per_rollout_worker)],
+    }
+    if with_reward_models:
+        models = len(CATEGORY_NAMES)
+        needs["CPU"].append((f"reward {models} × {placement.cpus_per_reward_model:g}", "placement.cpus_per_reward_model",
+                             models * placement.cpus_per_reward_model))
+        needs["GPU"].append((f"reward {models} × {reward.num_gpus_per_model:g}", "reward.num_gpus_per_model",
+                             models * reward.num_gpus_per_model))
+    have = {"CPU": cluster.total_cpus, "GPU": cluster.total_gpus}
+    problems = []
+    for resource, terms in needs.items():
+        need = sum(amount for _, _, amount in terms)
+        if need > have[resource] + 1e-9:
+            fields = " / ".join(field for _, field, amount in terms if amount > 0)
+            problems.append(
+                f"evaluation needs {need:g} {resource}s ({', '.join(t for t, _, _ in terms)}) but the cluster has "
+                f"{have[resource]:g}: lower {fields}"
+            )
+    if problems:
+        raise PlacementError("; ".join(problems))
+
+
 def run_eval(config: RunConfig, policy_specs: list[str], out_dir: str | Path, *, reward_models: str | None = None, console=None) -> dict[str, Any]:
     """Evaluate each policy on `config.eval`'s benchmarks; write the outputs into `out_dir`."""
     import ray
 
     from hair_ray.config import ModelSpec
     from hair_ray.models.loading import load_tokenizer
+    from hair_ray.workers.rollout import engine_settings
 
     if not policy_specs:
         raise ValueError("name at least one --policy (a model id, a model folder, an export or a run folder)")
@@ -52,11 +86,14 @@ def run_eval(config: RunConfig, policy_specs: list[str], out_dir: str | Path, *,
         raise ValueError(f"two policies share a label ({', '.join(labels)}): name them with LABEL=SPEC")
     if not ray.is_initialized():
         ray.init()
+    check_resources(config, with_reward_models=reward_models is not None, cluster=cluster_resources_from_ray())
     router = None
     if reward_models is not None:
         from hair_ray.workers.reward_router import start_reward_workers
 
-        router = evaluator.rewards = start_reward_workers(config.reward, models_dir=reward_models)
+        router = evaluator.rewards = start_reward_workers(
+            config.reward, models_dir=reward_models, num_cpus=config.placement.cpus_per_reward_model
+        )
     results: list[PolicyResult] = []
     rollout = config.rollout
     try:
@@ -65,18 +102,17 @@ def run_eval(config: RunConfig, policy_specs: list[str], out_dir: str | Path, *,
             spec = ModelSpec(name_or_path=policy.path, dtype=config.policy.dtype, trust_remote_code=config.policy.trust_remote_code)
             tokenizer = load_tokenizer(spec)
             started = time.perf_counter()
+            settings = engine_settings(config, max_model_len=rollout.max_prompt_tokens + config.eval.max_new_tokens)
+            # Each engine is one actor with its own resources (no placement group for tensor-parallel
+            # ranks): more engines, not wider ones, scale evaluation.
+            settings["tensor_parallel_size"] = 1
             workers = engines.start_engines(
                 policy.path,
+                settings,
                 num_engines=config.eval.num_engines,
-                max_model_len=rollout.max_prompt_tokens + config.eval.max_new_tokens,
-                dtype=config.policy.dtype,
                 seed=config.eval.seed,
-                backend=rollout.backend,
-                cpu_kv_cache_gib=rollout.cpu_kv_cache_gib,
-                gpu_memory_utilization=rollout.gpu_memory_utilization,
                 num_cpus=config.placement.cpus_per_rollout_worker,
                 num_gpus=config.placement.gpus_per_rollout_worker,
-                trust_remote_code=config.policy.trust_remote_code,
                 timeout_s=rollout.timeout_s,
             )
             try:

@@ -64,6 +64,10 @@ def _from_pretrained(factory, spec: ModelSpec, **kwargs: Any):
 
 
 def _not_available_message(name: str, exc: Exception) -> str:
+    from hair_ray.models.registry import is_path_like
+
+    if is_path_like(name):
+        return f"model folder {name} does not exist"
     offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
     why = "HF_HUB_OFFLINE is set" if offline else "the hub could not be reached or has no such model"
     return (

@@ -22,8 +22,14 @@ def cache_dir() -> Path:
     return Path(root)
 
 
+def is_path_like(name_or_path: str) -> bool:
+    """A local path, not a hub id: hub ids are `name` or `org/name`."""
+    return name_or_path.startswith((".", "/", "~")) or name_or_path.count("/") > 1
+
+
 def resolve_model_path(name_or_path: str) -> str:
-    """Return a local folder for offline names, the name itself otherwise."""
+    """Return a local folder for offline names, the name itself otherwise (a hub id, or a folder).
+    A path that does not exist is an error here, not a hub lookup later."""
     if name_or_path.startswith(TINY_PREFIX):
         from hair_ray.models.tiny import tiny_policy_path
 
@@ -32,4 +38,6 @@ def resolve_model_path(name_or_path: str) -> str:
         from hair_ray.models.builtin import builtin_model_path
 
         return str(builtin_model_path(name_or_path.removeprefix(BUILTIN_PREFIX)))
+    if is_path_like(name_or_path) and not Path(name_or_path).expanduser().exists():
+        raise FileNotFoundError(f"model folder {name_or_path} does not exist (it is a path, so it is not looked up on the hub)")
     return name_or_path

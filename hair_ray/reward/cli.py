@@ -13,21 +13,14 @@ from typing import Annotated, Optional
 
 import typer
 
-from hair_ray.config import ConfigError, load_config
+from hair_ray.config import load_config
+from hair_ray.errors import cli_errors
 
 reward_app = typer.Typer(no_args_is_help=True, help="Stage B: train, evaluate the seven shadow reward models.")
 
 ConfigOption = Annotated[Optional[str], typer.Option("--config", "-c", help="YAML run config.")]
 Overrides = Annotated[Optional[list[str]], typer.Argument(help="Dotted overrides: reward.irl.epochs=2")]
 AddressOption = Annotated[Optional[str], typer.Option("--address", help="Ray cluster address (default: $RAY_ADDRESS or a local cluster).")]
-
-
-def _load(config: str | None, overrides: list[str] | None):
-    try:
-        return load_config(config, overrides or [])
-    except ConfigError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
 
 
 def _ensure_ray(address: str | None) -> None:
@@ -42,18 +35,21 @@ def _fmt(value) -> str:
 
 
 @reward_app.command("train")
-def train(config: ConfigOption = None, overrides: Overrides = None, address: AddressOption = None) -> None:
+@cli_errors
+def train(
+    config: ConfigOption = None,
+    overrides: Overrides = None,
+    address: AddressOption = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace the reward models reward.models_dir holds.")] = False,
+) -> None:
     """Sample negatives from π_ref, train one reward model per category, write DIR/report.json."""
-    from hair_ray.reward.train import TrainingDataError, train_reward_models
+    from hair_ray.reward.train import check_models_dir_free, train_reward_models
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    cfg = _load(config, overrides)
+    cfg = load_config(config, overrides or [])
+    check_models_dir_free(cfg.reward.models_dir, overwrite=overwrite)  # before Ray starts
     _ensure_ray(address)
-    try:
-        report = train_reward_models(cfg)
-    except (TrainingDataError, FileNotFoundError, ValueError) as exc:  # data, negatives file, models
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
+    report = train_reward_models(cfg, overwrite=overwrite)
     typer.echo(f"{'category':<28}{'pairs':>7}{'held-out':>9}{'acc before':>11}{'acc after':>10}{'wall s':>8}")
     for category, result in report["categories"].items():
         before = (result["heldout_before"] or {}).get("accuracy")
@@ -77,6 +73,7 @@ def _dna_ids(path: Path) -> set[int]:
 
 
 @reward_app.command("eval")
+@cli_errors
 def evaluate(
     config: ConfigOption = None,
     overrides: Overrides = None,
@@ -97,17 +94,10 @@ def evaluate(
     if mapping_fit not in ("approx", "good"):
         typer.echo(f"error: --mapping-fit must be approx or good, got {mapping_fit!r}", err=True)
         raise typer.Exit(2)
-    cfg = _load(config, overrides)
+    cfg = load_config(config, overrides or [])
     exclude = _dna_ids(Path(exclude_ids_from)) if exclude_ids_from else None
     _ensure_ray(address)
-    try:
-        report = evaluate_reward_models(cfg, data_en, mapping_fit=mapping_fit, max_rows=max_rows, exclude_ids=exclude)
-    except (FileNotFoundError, ValueError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
-    except (TimeoutError, RuntimeError) as exc:  # a reward worker hung or could not start
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from None
+    report = evaluate_reward_models(cfg, data_en, mapping_fit=mapping_fit, max_rows=max_rows, exclude_ids=exclude)
     typer.echo(f"{'category':<28}{'replies':>8}{'harmful':>8}{'pairs':>7}{'agreement':>10}{'AUROC':>7}")
     for category, row in report["categories"].items():
         typer.echo(

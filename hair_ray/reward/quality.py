@@ -7,6 +7,9 @@ Two stored checks are read from `reward.models_dir`:
 - `eval_do_not_answer.json` (`hair-ray reward eval`, when it was run): agreement with
   Do-Not-Answer's human harmfulness labels, the external check.
 
+`report.json` is also the manifest of one `reward train` run: its `run_id` must be in every
+category model's metadata, or the folder mixes two runs' models and stage C stops.
+
 A category whose held-out accuracy or human-label agreement is at or below
 `reward.min_heldout_accuracy` (chance is 0.5) stops the run with a message naming it: GRPO on
 such a reward trains toward noise. `reward.allow_chance_level: true` turns the stop into a
@@ -34,6 +37,31 @@ MIN_HUMAN_LABEL_PAIRS = 10
 
 class RewardQualityError(ValueError):
     """The reward models' stored checks put at least one category at chance."""
+
+
+class MixedRewardModelsError(ValueError):
+    """`reward.models_dir` holds models that the run in its report.json did not write."""
+
+
+def check_one_run(models_dir: str | Path, categories: list[str]) -> None:
+    """Every category model carries report.json's run_id (reports without one predate the check)."""
+    from hair_ray.models.reward_model import METADATA_FILE
+
+    models_dir = Path(models_dir)
+    run_id = (_read_json(models_dir / TRAIN_REPORT) or {}).get("run_id")
+    if run_id is None:
+        return
+    others = []
+    for category in categories:
+        meta = _read_json(models_dir / category / METADATA_FILE) or {}
+        if (meta.get("extra") or {}).get("run_id") != run_id:
+            others.append(category)
+    if others:
+        raise MixedRewardModelsError(
+            f"{models_dir} mixes reward models of different `reward train` runs: {', '.join(others)} "
+            f"{'was' if len(others) == 1 else 'were'} not written by run {run_id} of {models_dir / TRAIN_REPORT}; "
+            "retrain them together with `hair-ray reward train --overwrite`"
+        )
 
 
 @dataclass(frozen=True)
@@ -75,6 +103,7 @@ def check_reward_models(reward_config, categories: list[str] | None = None) -> l
     Returns the checks read; what could not be checked is logged as a warning.
     """
     wanted = set(categories or CATEGORY_NAMES)
+    check_one_run(reward_config.models_dir, [c for c in CATEGORY_NAMES if c in wanted])
     checks, missing = stored_checks(reward_config.models_dir)
     checks = [c for c in checks if c.category in wanted]
     for reason in missing:

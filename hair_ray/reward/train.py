@@ -14,8 +14,12 @@ for 7B backbones is a follow-up, see docs/reward_models.md). Tasks reserve
 `reward.train_cpus_per_model` CPUs and `reward.num_gpus_per_model` (fractional) GPUs, so on a CPU
 machine they queue within the cores and on a GPU machine several share one GPU.
 
-The folders are written by the tasks themselves (atomically), so on a multi-node cluster
-`reward.models_dir` must be shared storage (as Ray Train's storage_path would be).
+The folders are written by the tasks themselves, so on a multi-node cluster `reward.models_dir`
+must be shared storage (as Ray Train's storage_path would be). All of a run's files go to a
+staging folder beside `reward.models_dir` (`.NAME.staging`) and replace it in one rename when
+the seven are done: an interrupted run leaves the previous models whole, never a mix. A
+`models_dir` holding models is replaced only with `overwrite` (`--overwrite`). `report.json`
+is the manifest: its `run_id` is in every model's metadata, and stage C checks they agree.
 
 Rounds (`irl.rounds > 1`, the bilevel variant): each round re-samples the negatives from the
 policy returned by `policy_for_round` and continues training from the previous round's models.
@@ -30,15 +34,18 @@ import hashlib
 import json
 import logging
 import random
+import shutil
 import time
+import uuid
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from hair_ray.categories import CATEGORY_NAMES, parse_category
+from hair_ray.categories import CATEGORY_NAMES
 from hair_ray.config import ModelSpec, RewardConfig, RunConfig, config_hash
+from hair_ray.errors import WouldOverwriteError
 from hair_ray.reward.negatives import NegativeSet, Pair, read_negatives_file, sample_negatives_in_ray
 
 __all__ = [
@@ -59,6 +66,31 @@ class TrainingDataError(ValueError):
     """The training records are missing or unusable; the message names the file."""
 
 
+def held_models(models_dir: str | Path) -> list[str]:
+    """What of a `reward train` output `models_dir` holds (empty: nothing to lose)."""
+    root = Path(models_dir)
+    held = [c for c in CATEGORY_NAMES if (root / c).is_dir()]
+    return held + ([REPORT_FILE] if (root / REPORT_FILE).is_file() else [])
+
+
+def check_models_dir_free(models_dir: str | Path, *, overwrite: bool) -> None:
+    """Stop before training when `models_dir` holds reward models and `overwrite` is off."""
+    held = held_models(models_dir)
+    if held and not overwrite:
+        raise WouldOverwriteError(
+            f"reward.models_dir {models_dir} holds reward models ({', '.join(held)}): pass --overwrite to replace "
+            "them, or train into another folder with reward.models_dir=NEW_DIR"
+        )
+
+
+def _staging_dir(out_dir: Path) -> Path:
+    staging = out_dir.with_name(f".{out_dir.name}.staging")
+    if staging.exists():
+        shutil.rmtree(staging)  # an interrupted run's: incomplete by construction
+    staging.mkdir(parents=True)
+    return staging
+
+
 # --------------------------------------------------------------------------------------------
 # data
 # --------------------------------------------------------------------------------------------
@@ -74,15 +106,9 @@ def read_jsonl_records(path: Path) -> list[dict[str, Any]]:
             f"reward.train_source=seed to train on the embedded seed demonstrations"
         )
     try:
-        records = read_records(path)
+        return read_records(path)  # categories normalised, checked
     except ValueError as exc:  # names file:line already
         raise TrainingDataError(str(exc)) from None
-    for index, record in enumerate(records):
-        try:
-            record["category"] = parse_category(str(record["category"])).value
-        except ValueError as exc:
-            raise TrainingDataError(f"{path}: record {index + 1} ({record['id']}): {exc}") from None
-    return records
 
 
 def read_training_records(config: RunConfig) -> tuple[list[dict[str, Any]], str]:
@@ -287,6 +313,7 @@ def train_reward_models(
     *,
     records: list[dict[str, Any]] | None = None,
     policy_for_round: Callable[[int], ModelSpec] | None = None,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Train one reward model per category on the Ray cluster; write the folders and report.json.
 
@@ -296,7 +323,7 @@ def train_reward_models(
     """
     import ray
 
-    from hair_ray.atomic import atomic_write_text
+    from hair_ray.atomic import atomic_write_text, replace_folder
 
     start_time = time.perf_counter()
     reward = config.reward
@@ -308,6 +335,7 @@ def train_reward_models(
     missing = [c for c in CATEGORY_NAMES if counts[c] == 0]
     if missing:
         raise TrainingDataError(f"{source}: no demonstrations for {', '.join(missing)} (each of the seven needs some)")
+    check_models_dir_free(out_dir, overwrite=overwrite)
     train_records, heldout_records = split_heldout(records, reward.irl.heldout_fraction, config.seed)
     heldout_ids = {str(r["id"]) for r in heldout_records}
     policy_for_round = policy_for_round or (lambda _round: config.policy)
@@ -316,6 +344,8 @@ def train_reward_models(
         options["max_calls"] = 1  # the worker exits after its task: its CUDA memory is freed
     train_task = ray.remote(**options)(train_category)  # max_calls is not allowed in .options()
 
+    run_id = uuid.uuid4().hex[:12]
+    staging = _staging_dir(out_dir)
     rounds: list[dict[str, Any]] = []
     results: dict[str, dict[str, Any]] = {}
     for round_index in range(reward.irl.rounds):
@@ -332,21 +362,26 @@ def train_reward_models(
                 num_cpus=config.placement.cpus_per_rollout_worker,
                 num_gpus=config.placement.gpus_per_rollout_worker,
             )
-        _write_negatives(out_dir / f"negatives_round{round_index + 1}.jsonl", negatives)
+        _write_negatives(staging / f"negatives_round{round_index + 1}.jsonl", negatives)
         by_category: dict[str, tuple[list[Pair], list[Pair]]] = {c: ([], []) for c in CATEGORY_NAMES}
         for pair in negatives.pairs:
             by_category[pair.category][1 if pair.record_id in heldout_ids else 0].append(pair)
         futures = {
             category: train_task.remote(
                 category, train_pairs, heldout_pairs, reward,
-                folder=str(out_dir / category),
+                folder=str(staging / category),
                 seed=config.seed + CATEGORY_NAMES.index(category),
-                init_folder=str(out_dir / category) if round_index > 0 else None,
-                extra_metadata={"round": round_index + 1, "policy": policy.name_or_path},
+                init_folder=str(staging / category) if round_index > 0 else None,
+                extra_metadata={"round": round_index + 1, "policy": policy.name_or_path, "run_id": run_id},
             )
             for category, (train_pairs, heldout_pairs) in by_category.items()
         }
-        results = {category: ray.get(ref) for category, ref in futures.items()}
+        results = {}
+        for category, ref in futures.items():
+            results[category] = ray.get(ref)
+            # Tasks finish in any order; reporting in category order keeps the log readable.
+            log.info("round %d: %s done (%d/%d), held-out accuracy %s", round_index + 1, category, len(results),
+                     len(futures), (results[category]["heldout"] or {}).get("accuracy"))
         for category, result in results.items():
             result["dropped_equal_to_demo"] = negatives.dropped_equal[category]
         rounds.append({
@@ -361,6 +396,7 @@ def train_reward_models(
         })
 
     report = {
+        "run_id": run_id,  # in every model's metadata: stage C checks the folder holds one run
         "config_hash": config_hash(config),
         "source": source,
         "backbone": reward.backbone.name_or_path,
@@ -372,5 +408,8 @@ def train_reward_models(
         "categories": results,
         "wall_s": time.perf_counter() - start_time,
     }
-    atomic_write_text(out_dir / REPORT_FILE, json.dumps(report, indent=2) + "\n")
+    for result in results.values():
+        result["folder"] = str(out_dir / result["category"])  # where it lives after the swap
+    atomic_write_text(staging / REPORT_FILE, json.dumps(report, indent=2) + "\n")
+    replace_folder(staging, out_dir)
     return report

@@ -16,8 +16,10 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from hair_ray.errors import ServiceError
 
-class WeightSyncError(RuntimeError):
+
+class WeightSyncError(ServiceError):
     """A weight sync did not complete; the message names the peer at fault."""
 
 

@@ -209,7 +209,7 @@ def test_cli_errors(tmp_path):
     bad = runner.invoke(app, ["data", "build", "data.split.train=0.5"])
     assert bad.exit_code == 2 and "train + val + test must be 1.0" in bad.output
     short = runner.invoke(app, ["data", "build", f"data.dataset_dir={tmp_path / 'x'}", "data.min_prompts_per_category=99"])
-    assert short.exit_code == 1 and "too few usable prompts" in short.output
+    assert short.exit_code == 2 and "too few usable prompts" in short.output
 
 
 def test_shipped_data_configs_are_valid():

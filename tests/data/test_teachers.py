@@ -135,6 +135,7 @@ class StubOpenAI:
         self.gate = threading.Event()
         self.flaky_failed: set[str] = set()
         self.down_after: int | None = None
+        self.refused = 0
         stub = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -177,6 +178,11 @@ class StubOpenAI:
                     if first:
                         self._send(500, b'{"error": "overloaded"}')
                         return
+                if "UNAUTHORISED" in prompt:
+                    with stub.lock:
+                        stub.refused += 1
+                    self._send(401, b'{"error": "invalid api key"}')
+                    return
                 if "SLOW" in prompt:
                     time.sleep(2.0)
                 if "BADJSON" in prompt:
@@ -305,6 +311,22 @@ def test_http_teacher_unreachable_endpoint_stops_the_run():
     requests = [TeacherRequest(f"k{i}", "p", "insult", i) for i in range(10)]
     with pytest.raises(TeacherUnavailable, match=rf"127.0.0.1:{port}/v1/chat/completions failed \d+ requests in a row with connection errors"):
         list(HttpTeacher(cfg, unreachable_after=3).run(requests, lambda text: []))
+
+
+def test_a_teacher_refusing_the_key_stops_the_build_at_once_and_says_so(tmp_path, stub, monkeypatch):
+    """HTTP 401 refuses every prompt alike: the build stops on the first, naming the key's
+    variable, instead of sending every prompt and then reporting 'too few prompts'."""
+    from hair_ray.data.build import build_dataset
+
+    monkeypatch.delenv("HAIR_RAY_TEACHER_API_KEY", raising=False)
+    prompts = {c: [f"{c.value} UNAUTHORISED {i}" for i in range(30)] for c in CATEGORIES}
+    cfg = http_config(tmp_path, stub.url, table_source(tmp_path, prompts), "data.min_prompts_per_category=1")
+    with pytest.raises(TeacherUnavailable) as caught:
+        build_dataset(cfg)
+    message = str(caught.value)
+    assert "refused the request with HTTP 401: check the API key in $HAIR_RAY_TEACHER_API_KEY (it is not set)" in message
+    assert stub.refused <= 2 * cfg.teacher.max_concurrency  # stopped within the first window, not after 210
+    assert not (tmp_path / "out" / "train.jsonl").exists()  # no dataset from nothing; the partial file resumes
 
 
 def test_all_garbage_fails_with_the_reasons(tmp_path, stub):

@@ -119,8 +119,8 @@ def test_export_of_a_missing_step_says_which(tmp_path):
     from hair_ray.cli import app
 
     result = CliRunner().invoke(app, ["export", "--config", "jobs/tiny_cpu.yaml", f"output_dir={tmp_path}", "--step", "3"])
-    assert result.exit_code == 2
-    assert "step-000003 is not a complete checkpoint" in result.output
+    assert result.exit_code == 4  # hair_ray.errors.EXIT_CHECKPOINT
+    assert "no complete checkpoint for step 3" in result.output and "(complete steps: none)" in result.output
 
 
 EVAL = ("eval.every_steps=2", "eval.benchmarks=[benign_smoke]", "eval.max_prompts_per_benchmark=3",

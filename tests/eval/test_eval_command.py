@@ -11,8 +11,13 @@ import sys
 import pytest
 from typer.testing import CliRunner
 
+from hair_ray.categories import CATEGORY_NAMES
 from hair_ray.cli import app
+from hair_ray.config import RunConfig
+from hair_ray.eval.run import check_resources
+from hair_ray.placement import ClusterResources, PlacementError
 from tests.conftest import SHARED_DATA
+from tests.reward.conftest import save_tiny_reward_model
 
 runner = CliRunner()
 
@@ -24,12 +29,20 @@ def hair_ray_eval(*args: str) -> subprocess.CompletedProcess:
 
 @pytest.mark.slow
 def test_eval_compares_two_policies_on_real_engines(tmp_path):
+    # With --reward-models the seven reward models and each policy's engine are up together on
+    # this machine's CPUs (Ray sized by itself, as a user runs it): they must fit.
+    reward_dir = tmp_path / "reward_models"
+    for seed, category in enumerate(CATEGORY_NAMES):
+        save_tiny_reward_model(reward_dir / category, category, seed)
     out = tmp_path / "eval"
     result = hair_ray_eval(
         "--policy", "base=tiny:qwen2", "--policy", "tied=tiny:qwen2-tied",
         "--benchmarks", "strongreject_small,xstest,benign_smoke", "--data-root", str(SHARED_DATA),
-        "--max-prompts", "4", "--max-new-tokens", "8", "--judge", "keyword",
-        "--set", "rollout.cpu_kv_cache_gib=0.25", "--set", "placement.cpus_per_rollout_worker=0.5", "-o", str(out),
+        "--max-prompts", "4", "--max-new-tokens", "8", "--judge", "keyword", "--reward-models", str(reward_dir),
+        "--set", "rollout.cpu_kv_cache_gib=0.25", "--set", "placement.cpus_per_rollout_worker=0.5",
+        "--set", "reward.backbone.name_or_path=tiny:qwen2", "--set", "reward.colocate=true",
+        # Every chat prompt is cut to 24 tokens: prompt + reference then fill the engine's length.
+        "--set", "rollout.max_prompt_tokens=24", "-o", str(out),
     )
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads((out / "eval.json").read_text())
@@ -44,6 +57,9 @@ def test_eval_compares_two_policies_on_real_engines(tmp_path):
     rows = [json.loads(line) for line in (out / "generations.jsonl").read_text().splitlines()]
     assert len(rows) == 2 * 12 and {r["policy"] for r in rows} == {"base", "tied"}
     assert all(isinstance(r["response"], str) and r["refused"] in (True, False) and 0 < r["response_tokens"] <= 8 for r in rows)
+    # Every response is scored: by its category's model, or by the mean of all seven.
+    assert all(isinstance(r["reward"], float) for r in rows) and len({r["reward"] for r in rows}) > 1
+    assert isinstance(report["results"]["base"]["strongreject_small"]["shadow_reward"], float)
     assert (out / "eval.png").stat().st_size > 10_000
     assert (out / "eval.md").read_text().startswith("| benchmark | metric | base | tied |\n")
     assert "base" in result.stdout and "tied" in result.stdout and "over-refusal" in result.stdout
@@ -78,3 +94,22 @@ def test_a_benchmark_file_without_the_mapped_column_is_named(tmp_path):
     result = run_cli("--policy", "tiny:qwen2", "--benchmark-file", str(path), "--prompt-column", "Behavior")
     assert result.exit_code == 2
     assert "goals.csv: missing column 'Behavior'; the columns are: goal" in result.output
+
+
+def test_the_recipes_evaluation_fits_two_cpus_with_its_reward_models():
+    from hair_ray.config import load_config
+
+    two_cpus = ClusterResources.uniform(1, 2.0)
+    for job in ("jobs/demo_cpu.yaml", "jobs/align_smollm2_cpu.yaml"):
+        check_resources(load_config(job), with_reward_models=True, cluster=two_cpus)
+
+
+def test_engines_and_reward_models_that_do_not_fit_together_are_refused_before_they_start():
+    config = RunConfig.model_validate({"placement": {"cpus_per_rollout_worker": 1.0, "cpus_per_reward_model": 0.25}})
+    two_cpus = ClusterResources.uniform(1, 2.0)
+    check_resources(config, with_reward_models=False, cluster=two_cpus)  # 1 engine × 1 CPU fits
+    with pytest.raises(PlacementError) as caught:
+        check_resources(config, with_reward_models=True, cluster=two_cpus)
+    message = str(caught.value)
+    assert "needs 2.75 CPUs (engines 1 × 1, reward 7 × 0.25)" in message and "has 2" in message
+    assert "eval.num_engines / placement.cpus_per_rollout_worker / placement.cpus_per_reward_model" in message

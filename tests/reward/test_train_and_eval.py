@@ -74,6 +74,7 @@ def test_reward_train_writes_seven_models_and_a_report(trained) -> None:
         meta = read_metadata(models / category)
         assert (meta.category, meta.backbone, meta.extra["round"]) == (category, "tiny:qwen2", 2)
         assert meta.training_data_hash == result["training_data_hash"]
+        assert meta.extra["run_id"] == report["run_id"]  # the manifest stage C checks
     # one full load, with the metadata checks (the others' metadata was read above)
     load_reward_model(models / "insult", category="insult", backbone="tiny:qwen2")
     for round_index in (1, 2):
@@ -81,7 +82,7 @@ def test_reward_train_writes_seven_models_and_a_report(trained) -> None:
         assert len(lines) == 7 * 3 * 2
     first, second = ((models / f"negatives_round{i}.jsonl").read_text() for i in (1, 2))
     assert first != second, "each round re-samples its negatives"
-    assert not list(models.glob(".*")), "no staging folders left behind"
+    assert not list(models.glob(".*")) and not list(root.glob(".models*")), "no staging folders left behind"
 
 
 def test_missing_category_is_a_clear_error(tmp_path) -> None:
@@ -109,7 +110,7 @@ def test_broken_training_records_name_the_file_and_line(tmp_path) -> None:
     with pytest.raises(TrainingDataError, match=r"train.jsonl:3: invalid JSON"):
         read_jsonl_records(path)
     path.write_text(good + "\n" + json.dumps({"id": "b", "category": "weather", "prompt": "p", "text": "t"}) + "\n")
-    with pytest.raises(TrainingDataError, match=r"train.jsonl: record 2 \(b\): .*weather"):
+    with pytest.raises(TrainingDataError, match=r"train.jsonl:2: category 'weather' is not one of the seven"):
         read_jsonl_records(path)
     path.write_text(good.replace('"prompt": "p", ', "") + "\n")
     with pytest.raises(TrainingDataError, match=r"train.jsonl:1: record lacks prompt"):

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 import openai
 
 from hair_ray.eval.judges.base import PromptKind, Verdict
+from hair_ray.errors import ServiceError
 
 if TYPE_CHECKING:
     from hair_ray.config import JudgeConfig
@@ -200,7 +201,7 @@ def parse_xstest(text: str) -> str | None:
 # --------------------------------------------------------------------------- the judge
 
 
-class JudgeUnavailable(RuntimeError):
+class JudgeUnavailable(ServiceError):
     """The judge endpoint cannot grade at all: unreachable, timing out, or refusing the key."""
 
 

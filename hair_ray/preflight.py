@@ -1,0 +1,105 @@
+"""The checks of a run config that need no actor: `hair-ray config check` runs all of them, and
+`train` runs them before it starts Ray, so a bad config costs a second, not the minutes that
+Ray and every actor take to start.
+
+- the output folder can be written (no file in its way, permissions);
+- the hardness encoder's backend is installed, the policy's folder exists;
+- the run folder: resume, finished, or an earlier run that only --overwrite replaces;
+- the reward models: one run's seven, not at chance (unless `reward.function`);
+- placement against a cluster of a given size (`train` checks the real one after `ray.init`).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from hair_ray.config import RunConfig
+from hair_ray.errors import exit_code
+
+ENCODER_MODULES = {"open_clip": "open_clip", "sentence_transformers": "sentence_transformers"}
+
+
+@dataclass(frozen=True)
+class Problem:
+    check: str
+    error: BaseException
+
+    @property
+    def exit_code(self) -> int:
+        return exit_code(self.error)
+
+
+def check_writable(folder: str | Path, field: str) -> None:
+    """`folder` exists as a folder, or can be made: its nearest existing ancestor is a writable folder."""
+    path = Path(folder).absolute()
+    probe = path
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir():
+        raise NotADirectoryError(20, f"{field} = {folder}: {probe} is a file, not a folder", str(probe))
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise PermissionError(13, f"{field} = {folder}: {probe} is not writable", str(probe))
+
+
+def check_encoder_installed(config: RunConfig) -> None:
+    hardness = config.hardness
+    if not hardness.enabled:
+        return
+    module = ENCODER_MODULES[hardness.encoder]
+    if importlib.util.find_spec(module) is None:
+        raise ValueError(
+            f"hardness.encoder = {hardness.encoder}: the {module} package is not installed; install it "
+            "(pip install open_clip_torch torchvision for open_clip) or set hardness.encoder=sentence_transformers"
+        )
+
+
+def check_reward_models_present(config: RunConfig) -> None:
+    from hair_ray.categories import CATEGORY_NAMES
+
+    reward = config.reward
+    weights = reward.sum_weights
+    needed = [c for c in CATEGORY_NAMES if reward.routing != "sum" or weights is None or weights.get(c)]
+    root = Path(reward.models_dir)
+    missing = [c for c in needed if not (root / c).is_dir()]
+    if missing:
+        raise FileNotFoundError(
+            f"reward.models_dir = {root} has no reward model for {', '.join(missing)}: train them with "
+            "`hair-ray reward train` (same config), or point reward.models_dir at a folder that holds all of them"
+        )
+
+
+def run_checks(config: RunConfig, *, overwrite: bool = False, cluster=None, local: bool = True) -> list[Problem]:
+    """Every check; the problems found (empty: the run can start). Nothing is written or deleted.
+    `local=False` leaves out this machine's folders and packages (a run submitted to a cluster
+    finds its own there) and checks the config and the placement only."""
+    from hair_ray.models.registry import resolve_model_path
+    from hair_ray.placement import plan_placement
+    from hair_ray.run_folder import plan_run_start
+
+    checks = []
+    if local:
+        checks += [
+            ("hardness encoder", lambda: check_encoder_installed(config)),
+            ("policy", lambda: resolve_model_path(config.policy.name_or_path)),
+            ("output folder", lambda: check_writable(config.output_dir, "output_dir")),
+            ("run folder", lambda: plan_run_start(config, overwrite=overwrite, dry_run=True)),
+        ]
+    if local and not config.reward.function:
+        from hair_ray.reward.quality import check_reward_models
+
+        checks += [
+            ("reward model checks", lambda: check_reward_models(config.reward)),
+            ("reward models", lambda: check_reward_models_present(config)),
+        ]
+    if cluster is not None:
+        checks.append(("placement", lambda: plan_placement(config, cluster)))
+    problems = []
+    for name, check in checks:
+        try:
+            check()
+        except Exception as exc:  # noqa: BLE001 - each check's error is reported, then the next runs
+            problems.append(Problem(name, exc))
+    return problems
