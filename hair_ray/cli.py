@@ -8,7 +8,7 @@ import typer
 
 from hair_ray import __version__
 from hair_ray.config import dump_config, load_config
-from hair_ray.errors import DEBUG_ENV, cli_errors, describe
+from hair_ray.errors import DEBUG_ENV, cli_errors
 from hair_ray.reward.cli import reward_app
 from hair_ray.data.cli import data_app
 from hair_ray.eval.cli import eval_app
@@ -74,15 +74,11 @@ def config_check(
 
     Placement is checked when a cluster size is given (--nodes / --cpus / --gpus)."""
     from hair_ray.config import config_hash
-    from hair_ray.preflight import run_checks
+    from hair_ray.preflight import raise_on_problems
 
     cfg = load_config(config, overrides or [])
     cluster = None if nodes is None and cpus is None and gpus is None else cluster_of(nodes or 1, cpus, gpus)
-    problems = run_checks(cfg, overwrite=overwrite, cluster=cluster, local=local)
-    for problem in problems:
-        typer.echo(f"error: {problem.check}: {describe(problem.error)}", err=True)
-    if problems:
-        raise typer.Exit(problems[0].exit_code)
+    raise_on_problems(cfg, overwrite=overwrite, cluster=cluster, local=local)
     where = "" if cluster is None else f"; placement fits {len(cluster.nodes)} × {{CPU: {cluster.nodes[0].num_cpus:g}, GPU: {cluster.nodes[0].num_gpus:g}}}"
     typer.echo(f"ok: {config or 'defaults'} (config hash {config_hash(cfg)}{where})")
 

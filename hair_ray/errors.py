@@ -65,8 +65,11 @@ def exit_code(exc: BaseException) -> int:
     from hair_ray.checkpoint import CheckpointError
     from hair_ray.config import ConfigError
     from hair_ray.placement import PlacementError
+    from hair_ray.preflight import ChecksFailed
 
     exc = _cause(exc)
+    if isinstance(exc, ChecksFailed):
+        return exc.exit_code
     if isinstance(exc, KeyboardInterrupt):
         return EXIT_INTERRUPTED
     if isinstance(exc, WouldOverwriteError):

@@ -32,6 +32,21 @@ class Problem:
         return exit_code(self.error)
 
 
+class ChecksFailed(Exception):
+    """Every problem the checks found, one line each; the exit code is the first problem's, so a
+    user who fixes them in order meets the documented codes one by one."""
+
+    def __init__(self, problems: list[Problem]):
+        from hair_ray.errors import describe
+
+        self.problems = problems
+        super().__init__("\n".join(f"{p.check}: {describe(p.error)}" for p in problems))
+
+    @property
+    def exit_code(self) -> int:
+        return self.problems[0].exit_code
+
+
 def check_writable(folder: str | Path, field: str) -> None:
     """`folder` exists as a folder, or can be made: its nearest existing ancestor is a writable folder."""
     path = Path(folder).absolute()
@@ -103,3 +118,10 @@ def run_checks(config: RunConfig, *, overwrite: bool = False, cluster=None, loca
         except Exception as exc:  # noqa: BLE001 - each check's error is reported, then the next runs
             problems.append(Problem(name, exc))
     return problems
+
+
+def raise_on_problems(config: RunConfig, **options) -> None:
+    """`run_checks`, raising ChecksFailed with all of them when any fails."""
+    problems = run_checks(config, **options)
+    if problems:
+        raise ChecksFailed(problems)

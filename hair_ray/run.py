@@ -127,17 +127,13 @@ def train(config: RunConfig, *, overwrite: bool = False) -> dict[str, Any]:
     from hair_ray.workers.learner import start_learner_group
 
     from hair_ray.eval.training import TrainingEvaluation, training_judge
-    from hair_ray.preflight import run_checks
+    from hair_ray.preflight import raise_on_problems
     from hair_ray.run_folder import plan_run_start
 
     # Everything that can fail on bad input fails here, before Ray: a bad config costs a second.
     judge = training_judge(config)
     evaluation = TrainingEvaluation(config, judge=judge) if config.eval.every_steps else None
-    problems = run_checks(config, overwrite=overwrite)
-    for problem in problems[1:]:
-        log.error("%s: %s", problem.check, problem.error)
-    if problems:
-        raise problems[0].error
+    raise_on_problems(config, overwrite=overwrite)
     start = plan_run_start(config, overwrite=overwrite)
     if start.finished:
         log.warning("%s finished at step %d already (algo.total_steps): nothing to train; raise algo.total_steps "

@@ -287,6 +287,16 @@ def test_a_hardness_encoder_that_is_not_installed_is_named(tmp_path, monkeypatch
     assert code == EXIT_INPUT and "the open_clip package is not installed" in out and "sentence_transformers" in out
 
 
+def test_every_problem_is_listed_and_the_first_decides_the_exit_code(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    code, out = hair_ray("train", "-c", TINY, f"output_dir={blocker / 'runs'}", f"reward.models_dir={tmp_path / 'none'}")
+    assert code == EXIT_MACHINE  # the output folder is checked before the reward models
+    lines = out.strip().splitlines()
+    assert lines[0].startswith("error: output folder: ") and f"{blocker} is a file, not a folder" in lines[0]
+    assert any(line.startswith("reward models: ") and "has no reward model for insult" in line for line in lines[1:])
+
+
 def test_placement_is_checked_against_a_given_cluster_size(tmp_path):
     code, out = hair_ray("config", "check", "--no-local", "-c", "jobs/qwen2_7b_8gpu.yaml", "--nodes", "1", "--cpus", "2", "--gpus", "0")
     assert code == EXIT_CLUSTER and "the plan needs 8 GPUs" in out and "but the cluster has 0" in out
