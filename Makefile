@@ -1,8 +1,14 @@
 # The two commands: `make demo` (set up, run the main job) and `make test` (set up, run the tests).
-.PHONY: setup test demo experiment clean-venv
+.PHONY: setup lint test demo experiment clean-venv
 
 setup:
 	bash scripts/setup.sh
+
+# Lint, format and types (ruff, mypy; settings in pyproject.toml): CI runs it before the tests.
+lint: setup
+	.venv/bin/ruff check hair_ray tests benchmarks scripts
+	.venv/bin/ruff format --check hair_ray tests benchmarks scripts
+	.venv/bin/mypy
 
 test: setup
 	bash scripts/test.sh

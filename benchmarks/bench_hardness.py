@@ -183,9 +183,7 @@ def bench_maths(args: argparse.Namespace) -> dict[str, Any]:
     b = random_batch(args.samples, args.group_size, args.dim, args.max_pieces)
     alpha_d = data_hardness(b["resp_emb"], b["resp_mask"], b["demo_emb"], b["demo_mask"], b["group_ids"]).alpha
     steps: dict[str, Callable[[], Any]] = {
-        "data_hardness": lambda: data_hardness(
-            b["resp_emb"], b["resp_mask"], b["demo_emb"], b["demo_mask"], b["group_ids"]
-        ),
+        "data_hardness": lambda: data_hardness(b["resp_emb"], b["resp_mask"], b["demo_emb"], b["demo_mask"], b["group_ids"]),
         "model_responsiveness": lambda: model_responsiveness(b["rewards"], b["demo_rewards"], b["group_ids"]),
         "grpo_s_advantages": lambda: grpo_s_advantages(
             b["rewards"], b["group_ids"], alpha_d=alpha_d, demo_rewards=b["demo_rewards"]

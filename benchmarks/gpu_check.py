@@ -28,6 +28,7 @@ Writes $OUT/gpu_check.json when $OUT is set, else benchmarks/results/gpu_check.j
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -92,8 +93,12 @@ def chat_prompts(model_path: str, count: int) -> tuple[list[list[int]], list[int
     tokenizer = AutoTokenizer.from_pretrained(model_path)
     records = load_seed_records()
     ids = [
-        tokenizer.apply_chat_template([{"role": "user", "content": records[i % len(records)]["prompt"]}],
-                                      add_generation_prompt=True, tokenize=True, return_dict=False)[-256:]
+        tokenizer.apply_chat_template(
+            [{"role": "user", "content": records[i % len(records)]["prompt"]}],
+            add_generation_prompt=True,
+            tokenize=True,
+            return_dict=False,
+        )[-256:]
         for i in range(count)
     ]
     eos = tokenizer.eos_token_id
@@ -111,8 +116,7 @@ def greedy_agreement(rollout, learner, prompt_ids: list[list[int]], eos: list[in
     """Share of prompts whose greedy continuation from the engine equals the learner's own."""
     import ray
 
-    engine = ray.get(rollout.generate.remote(prompt_ids, samples_per_prompt=1, max_new_tokens=EOS_FREE_TOKENS,
-                                             temperature=0.0))
+    engine = ray.get(rollout.generate.remote(prompt_ids, samples_per_prompt=1, max_new_tokens=EOS_FREE_TOKENS, temperature=0.0))
     mine = ray.get(learner.generate_greedy.remote(prompt_ids, EOS_FREE_TOKENS))
     pairs = [(until_eos(e[0]["token_ids"], eos), until_eos(m, eos)) for e, m in zip(engine, mine)]
     return {
@@ -122,17 +126,16 @@ def greedy_agreement(rollout, learner, prompt_ids: list[list[int]], eos: list[in
 
 
 def rollout_kwargs(dtype: str, gpu_memory_utilization: float, max_model_len: int) -> dict[str, Any]:
-    return dict(dtype=dtype, seed=0, max_model_len=max_model_len, gpu_memory_utilization=gpu_memory_utilization,
-                enforce_eager=False)
+    return dict(
+        dtype=dtype, seed=0, max_model_len=max_model_len, gpu_memory_utilization=gpu_memory_utilization, enforce_eager=False
+    )
 
 
 def stop_actor(actor) -> None:
     import ray
 
-    try:
+    with contextlib.suppress(Exception):  # a broken engine must not stop the clean-up
         ray.get(actor.close.remote(), timeout=60)
-    except Exception:  # a broken engine must not stop the clean-up
-        pass
     ray.kill(actor)
     time.sleep(3)  # let the engine process go and its GPU memory return
 
@@ -151,8 +154,14 @@ def part_throughput(model: str, args, gpus_per_engine: float) -> dict[str, Any]:
     prompt_ids, _ = chat_prompts(path, args.prompts)
     max_model_len = max(len(p) for p in prompt_ids) + args.max_new_tokens
     kwargs = rollout_kwargs(args.dtype if model.startswith("tiny:") else "bfloat16", args.gpu_memory_utilization, max_model_len)
-    result: dict[str, Any] = {"model": model, "prompts": len(prompt_ids), "samples_per_prompt": args.group_size,
-                              "max_new_tokens": args.max_new_tokens, "repeats": args.repeats, "dtype": kwargs["dtype"]}
+    result: dict[str, Any] = {
+        "model": model,
+        "prompts": len(prompt_ids),
+        "samples_per_prompt": args.group_size,
+        "max_new_tokens": args.max_new_tokens,
+        "repeats": args.repeats,
+        "dtype": kwargs["dtype"],
+    }
 
     start = time.perf_counter()
     bare = ray.remote(BareLLM).options(num_gpus=gpus_per_engine, num_cpus=1).remote(path, **kwargs)
@@ -164,16 +173,27 @@ def part_throughput(model: str, args, gpus_per_engine: float) -> dict[str, Any]:
     result["bare_tokens"] = [t for t, _ in runs]
 
     start = time.perf_counter()
-    worker = ray.remote(NcclRolloutWorker).options(num_gpus=gpus_per_engine, num_cpus=1).remote(
-        path, backend="vllm", dtype=kwargs["dtype"], seed=0, max_model_len=max_model_len,
-        gpu_memory_utilization=args.gpu_memory_utilization, enforce_eager=False)
+    worker = (
+        ray.remote(NcclRolloutWorker)
+        .options(num_gpus=gpus_per_engine, num_cpus=1)
+        .remote(
+            path,
+            backend="vllm",
+            dtype=kwargs["dtype"],
+            seed=0,
+            max_model_len=max_model_len,
+            gpu_memory_utilization=args.gpu_memory_utilization,
+            enforce_eager=False,
+        )
+    )
     ray.get(worker.generate.remote(prompt_ids[:4], samples_per_prompt=1, max_new_tokens=8, seed=0))
     result["rollout_engine_start_s"] = time.perf_counter() - start
     rates, tokens = [], []
     for r in range(args.repeats):
         begin = time.perf_counter()
-        out = ray.get(worker.generate.remote(prompt_ids, samples_per_prompt=args.group_size,
-                                             max_new_tokens=args.max_new_tokens, seed=r))
+        out = ray.get(
+            worker.generate.remote(prompt_ids, samples_per_prompt=args.group_size, max_new_tokens=args.max_new_tokens, seed=r)
+        )
         seconds = time.perf_counter() - begin
         count = sum(len(s["token_ids"]) for group in out for s in group)
         rates.append(count / seconds)
@@ -192,11 +212,20 @@ def part_throughput(model: str, args, gpus_per_engine: float) -> dict[str, Any]:
 def tiny_learner_config(model: str, overrides: list[str] = ()):
     from hair_ray.config import load_config
 
-    return load_config(str(ROOT / "jobs" / "tiny_cpu.yaml"), [
-        f"policy.name_or_path={model}", "policy.dtype=float32", "learner.precision=float32",
-        "algo.kl_coef=0.0", "algo.prompts_per_step=8", "algo.group_size=2", "learner.samples_per_micro_batch=16",
-        "learner.learning_rate=0.01", *overrides,
-    ])
+    return load_config(
+        str(ROOT / "jobs" / "tiny_cpu.yaml"),
+        [
+            f"policy.name_or_path={model}",
+            "policy.dtype=float32",
+            "learner.precision=float32",
+            "algo.kl_coef=0.0",
+            "algo.prompts_per_step=8",
+            "algo.group_size=2",
+            "learner.samples_per_micro_batch=16",
+            "learner.learning_rate=0.01",
+            *overrides,
+        ],
+    )
 
 
 def start_learner(config, num_gpus: float):
@@ -206,8 +235,16 @@ def start_learner(config, num_gpus: float):
 
     learner = ray.remote(NcclLearnerWorker).options(num_gpus=num_gpus, num_cpus=1).remote(0, 1)
     master = ray.get(learner.address.remote())
-    ray.get(learner.init.remote(master, config.policy.model_dump(), config.learner.model_dump(),
-                                config.algo.model_dump(), seed=0, optimizer_steps_total=10))
+    ray.get(
+        learner.init.remote(
+            master,
+            config.policy.model_dump(),
+            config.learner.model_dump(),
+            config.algo.model_dump(),
+            seed=0,
+            optimizer_steps_total=10,
+        )
+    )
     return learner
 
 
@@ -218,7 +255,8 @@ def perturb(learner, rollout, prompt_ids: list[list[int]], seed: int) -> dict[st
     out = ray.get(rollout.generate.remote(prompt_ids[:8], samples_per_prompt=2, max_new_tokens=24, seed=seed))
     samples = [
         {"prompt_ids": prompt_ids[i], "response_ids": s["token_ids"] or [0], "advantage": 1.0 if j == 0 else -1.0}
-        for i, group in enumerate(out) for j, s in enumerate(group)
+        for i, group in enumerate(out)
+        for j, s in enumerate(group)
     ]
     return ray.get(learner.update.remote(samples))
 
@@ -237,9 +275,19 @@ def part_sync(model: str, args, gpus: int) -> dict[str, Any]:
     result: dict[str, Any] = {"model": model, "placement": "split" if gpus >= 2 else "colocated (one GPU)"}
     config = tiny_learner_config(model)
     learner = start_learner(config, share)
-    rollout = ray.remote(NcclRolloutWorker).options(num_gpus=share, num_cpus=1).remote(
-        path, backend="vllm", dtype="float32", seed=0, max_model_len=512,
-        gpu_memory_utilization=args.gpu_memory_utilization, enforce_eager=True)
+    rollout = (
+        ray.remote(NcclRolloutWorker)
+        .options(num_gpus=share, num_cpus=1)
+        .remote(
+            path,
+            backend="vllm",
+            dtype="float32",
+            seed=0,
+            max_model_len=512,
+            gpu_memory_utilization=args.gpu_memory_utilization,
+            enforce_eager=True,
+        )
+    )
     try:
         result["initial"] = greedy_agreement(rollout, learner, prompt_ids, eos)  # vLLM CUDA vs HF, same weights
         bucket = 64 * 2**20
@@ -247,8 +295,12 @@ def part_sync(model: str, args, gpus: int) -> dict[str, Any]:
         perturb(learner, rollout, prompt_ids, seed=1)
         result["object_store_before_sync"] = greedy_agreement(rollout, learner, prompt_ids, eos)
         stats = ObjectStoreWeightSync(bucket_bytes=bucket, timeout_s=120).sync([learner], [rollout], version=1)
-        result["object_store"] = {"seconds": stats.seconds, "tensors": stats.num_tensors, "bytes": stats.num_bytes,
-                                  **greedy_agreement(rollout, learner, prompt_ids, eos)}
+        result["object_store"] = {
+            "seconds": stats.seconds,
+            "tensors": stats.num_tensors,
+            "bytes": stats.num_bytes,
+            **greedy_agreement(rollout, learner, prompt_ids, eos),
+        }
         again = ObjectStoreWeightSync(bucket_bytes=bucket, timeout_s=120).sync([learner], [rollout], version=1)
         result["object_store"]["seconds_repeat"] = again.seconds
 
@@ -259,9 +311,14 @@ def part_sync(model: str, args, gpus: int) -> dict[str, Any]:
             setup_s = nccl.setup([learner], [rollout])
             stats = nccl.sync([learner], [rollout], version=2)
             repeat = nccl.sync([learner], [rollout], version=2)
-            result["nccl"] = {"setup_seconds": setup_s, "seconds": stats.seconds, "seconds_repeat": repeat.seconds,
-                              "tensors": stats.num_tensors, "bytes": stats.num_bytes,
-                              **greedy_agreement(rollout, learner, prompt_ids, eos)}
+            result["nccl"] = {
+                "setup_seconds": setup_s,
+                "seconds": stats.seconds,
+                "seconds_repeat": repeat.seconds,
+                "tensors": stats.num_tensors,
+                "bytes": stats.num_bytes,
+                **greedy_agreement(rollout, learner, prompt_ids, eos),
+            }
         except Exception as exc:  # on one GPU this is the expected outcome before NCCL 2.30
             result["nccl"] = {"error": f"{type(exc).__name__}: {str(exc)[:1500]}"}
     finally:
@@ -288,28 +345,45 @@ def part_train_step(args) -> dict[str, Any]:
     try:
         import open_clip  # noqa: F401  (the gpu extra brings it; random weights need no download)
 
-        hardness = ["hardness.encoder=open_clip", "hardness.open_clip_pretrained=null", "placement.gpus_per_scorer=0.1",
-                    "placement.cpus_per_scorer=1"]
+        hardness = [
+            "hardness.encoder=open_clip",
+            "hardness.open_clip_pretrained=null",
+            "placement.gpus_per_scorer=0.1",
+            "placement.cpus_per_scorer=1",
+        ]
     except ImportError:
         hardness = ["hardness.data_hardness=false"]
     steps = 3
-    config = load_config(str(ROOT / "jobs" / "tiny_cpu.yaml"), [
-        f"output_dir={folder / 'runs'}", f"data.dataset_dir={folder / 'data'}",
-        "reward.function=tests.e2e.rewards:target_letter_share", "tracking.wandb_mode=disabled",
-        "policy.dtype=auto", f"algo.total_steps={steps}", "algo.prompts_per_step=8", "algo.group_size=8",
-        "learner.samples_per_micro_batch=16", f"rollout.max_new_tokens={args.max_new_tokens}",
-        "learner.num_gpus_per_worker=0.5", "placement.gpus_per_rollout_worker=0.4",
-        f"rollout.gpu_memory_utilization={args.gpu_memory_utilization}", "checkpoint.every_steps=100",
-        *hardness,
-    ])
+    config = load_config(
+        str(ROOT / "jobs" / "tiny_cpu.yaml"),
+        [
+            f"output_dir={folder / 'runs'}",
+            f"data.dataset_dir={folder / 'data'}",
+            "reward.function=tests.e2e.rewards:target_letter_share",
+            "tracking.wandb_mode=disabled",
+            "policy.dtype=auto",
+            f"algo.total_steps={steps}",
+            "algo.prompts_per_step=8",
+            "algo.group_size=8",
+            "learner.samples_per_micro_batch=16",
+            f"rollout.max_new_tokens={args.max_new_tokens}",
+            "learner.num_gpus_per_worker=0.5",
+            "placement.gpus_per_rollout_worker=0.4",
+            f"rollout.gpu_memory_utilization={args.gpu_memory_utilization}",
+            "checkpoint.every_steps=100",
+            *hardness,
+        ],
+    )
     start = time.perf_counter()
     train(config)
     total = time.perf_counter() - start
     metrics = [json.loads(line) for line in (config.run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
     steady = [m["timing/step"] for m in metrics[1:]] or [metrics[-1]["timing/step"]]
     return {
-        "steps": steps, "samples_per_step": config.algo.prompts_per_step * config.algo.group_size,
-        "max_new_tokens": args.max_new_tokens, "hardness": hardness[0],
+        "steps": steps,
+        "samples_per_step": config.algo.prompts_per_step * config.algo.group_size,
+        "max_new_tokens": args.max_new_tokens,
+        "hardness": hardness[0],
         "run_seconds_with_start": total,
         "step_seconds": [m["timing/step"] for m in metrics],
         "steady_step_seconds": statistics.median(steady),
@@ -324,8 +398,7 @@ def part_train_step(args) -> dict[str, Any]:
 def environment() -> dict[str, Any]:
     import torch
 
-    info: dict[str, Any] = {"python": platform.python_version(), "torch": torch.__version__,
-                            "cuda": torch.version.cuda}
+    info: dict[str, Any] = {"python": platform.python_version(), "torch": torch.__version__, "cuda": torch.version.cuda}
     try:
         import ray
         import vllm
@@ -333,13 +406,15 @@ def environment() -> dict[str, Any]:
         info.update(vllm=vllm.__version__, ray=ray.__version__)
     except ImportError as exc:
         info["import_error"] = str(exc)
-    try:
+    with contextlib.suppress(Exception):
         info["nccl"] = ".".join(map(str, torch.cuda.nccl.version()))
-    except Exception:
-        pass
     try:
-        smi = subprocess.run(["nvidia-smi", "--query-gpu=name,memory.total,driver_version", "--format=csv,noheader"],
-                             capture_output=True, text=True, timeout=30)
+        smi = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name,memory.total,driver_version", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
         info["gpus"] = [line.strip() for line in smi.stdout.splitlines() if line.strip()]
     except (OSError, subprocess.TimeoutExpired):
         info["gpus"] = []
@@ -367,9 +442,11 @@ def table(results: dict[str, Any]) -> str:
             rows.append((key, "error", part["error"].splitlines()[0][:90]))
             continue
         if key.startswith("throughput"):
-            rows += [(key, "bare LLM.generate tok/s", f"{part['bare_tokens_per_s']:.0f}"),
-                     (key, "RolloutWorker tok/s", f"{part['rollout_tokens_per_s']:.0f}"),
-                     (key, "ratio rollout/bare", f"{part['ratio_rollout_over_bare']:.3f}")]
+            rows += [
+                (key, "bare LLM.generate tok/s", f"{part['bare_tokens_per_s']:.0f}"),
+                (key, "RolloutWorker tok/s", f"{part['rollout_tokens_per_s']:.0f}"),
+                (key, "ratio rollout/bare", f"{part['ratio_rollout_over_bare']:.3f}"),
+            ]
         elif key == "sync":
             rows.append((key, "initial greedy match (vLLM vs HF)", f"{part['initial']['greedy_match']:.2f}"))
             for path in ("object_store", "nccl"):
@@ -377,11 +454,15 @@ def table(results: dict[str, Any]) -> str:
                 if "error" in p:
                     rows.append((key, f"{path}", p["error"].splitlines()[0][:90]))
                 else:
-                    rows += [(key, f"{path} seconds", f"{p['seconds']:.3f} (repeat {p['seconds_repeat']:.3f})"),
-                             (key, f"{path} greedy match after sync", f"{p['greedy_match']:.2f}")]
+                    rows += [
+                        (key, f"{path} seconds", f"{p['seconds']:.3f} (repeat {p['seconds_repeat']:.3f})"),
+                        (key, f"{path} greedy match after sync", f"{p['greedy_match']:.2f}"),
+                    ]
         elif key == "train_step":
-            rows += [(key, "steady step seconds", f"{part['steady_step_seconds']:.2f}"),
-                     (key, "step seconds", ", ".join(f"{s:.2f}" for s in part["step_seconds"]))]
+            rows += [
+                (key, "steady step seconds", f"{part['steady_step_seconds']:.2f}"),
+                (key, "step seconds", ", ".join(f"{s:.2f}" for s in part["step_seconds"])),
+            ]
     widths = [max(len(r[i]) for r in rows) for i in range(3)]
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) for row in rows)
 
@@ -389,8 +470,9 @@ def table(results: dict[str, Any]) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="tiny:qwen2")
-    parser.add_argument("--real-model", default="builtin:smollm2-135m-instruct",
-                        help="a small real model for a second throughput run, or 'none'")
+    parser.add_argument(
+        "--real-model", default="builtin:smollm2-135m-instruct", help="a small real model for a second throughput run, or 'none'"
+    )
     parser.add_argument("--budget-s", type=float, default=430.0, help="skip parts that would not fit")
     parser.add_argument("--prompts", type=int, default=64)
     parser.add_argument("--group-size", type=int, default=8)
@@ -405,20 +487,32 @@ def main() -> int:
     import ray
     import torch
 
-    results: dict[str, Any] = {"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "args": vars(args),
-                               "env": environment(), "parts": {}}
+    results: dict[str, Any] = {
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "args": vars(args),
+        "env": environment(),
+        "parts": {},
+    }
     gpus = torch.cuda.device_count()
     if gpus == 0:
         results["error"] = "no CUDA GPU visible"
         save(results)
         print(results["error"])
         return 1
-    ray.init(num_gpus=gpus, include_dashboard=False, runtime_env={"env_vars": {
-        "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "NCCL_DEBUG": "WARN",
-        # Two ranks on one GPU in one NCCL communicator: experimental from NCCL 2.30, ignored before.
-        "NCCL_MULTI_RANK_GPU_ENABLE": "1",
-        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
-    }})
+    ray.init(
+        num_gpus=gpus,
+        include_dashboard=False,
+        runtime_env={
+            "env_vars": {
+                "HF_HUB_OFFLINE": "1",
+                "TOKENIZERS_PARALLELISM": "false",
+                "NCCL_DEBUG": "WARN",
+                # Two ranks on one GPU in one NCCL communicator: experimental from NCCL 2.30, ignored before.
+                "NCCL_MULTI_RANK_GPU_ENABLE": "1",
+                "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+            }
+        },
+    )
     engine_share = 0.45  # two engines never overlap, but the learner may hold a little memory
 
     # (name, estimated seconds, function): a part starts only when its estimate fits the budget.
@@ -428,11 +522,14 @@ def main() -> int:
         ("train_step", 120, lambda: part_train_step(args)),
     ]
     if args.real_model.lower() != "none":
-        parts.append((f"throughput_{args.real_model.split(':')[-1]}", 120,
-                      lambda: part_throughput(args.real_model, args, engine_share)))
+        parts.append(
+            (f"throughput_{args.real_model.split(':')[-1]}", 120, lambda: part_throughput(args.real_model, args, engine_share))
+        )
     for name, estimate, run in parts:
         if elapsed() + estimate > args.budget_s:
-            results["parts"][name] = {"error": f"skipped: {elapsed():.0f} s used, ~{estimate} s needed, budget {args.budget_s:.0f} s"}
+            results["parts"][name] = {
+                "error": f"skipped: {elapsed():.0f} s used, ~{estimate} s needed, budget {args.budget_s:.0f} s"
+            }
             save(results)
             continue
         begin = time.perf_counter()

@@ -48,8 +48,9 @@ def measure(config_path: str, stage: int, micro: int, updates: int) -> dict:
     from hair_ray.config import load_config
     from hair_ray.workers.learner import start_learner_group
 
-    config = load_config(config_path, [f"learner.zero_stage={stage}", f"learner.samples_per_micro_batch={micro}",
-                                       "learner.num_workers=1"])
+    config = load_config(
+        config_path, [f"learner.zero_stage={stage}", f"learner.samples_per_micro_batch={micro}", "learner.num_workers=1"]
+    )
     (actor,) = start_learner_group(config, optimizer_steps_total=updates, num_cpus_per_worker=0.5)
     try:
         pid = ray.get(actor.__ray_call__.remote(lambda self: os.getpid()))
@@ -96,8 +97,10 @@ def main() -> None:
         peak, seconds = row["peak_gib_after_each_update"][-1], row["update_s"][-1]
         row["peak_ratio_to_first"] = round(peak / base["peak_gib_after_each_update"][-1], 3)
         row["update_ratio_to_first"] = round(seconds / base["update_s"][-1], 3)
-        print(f"{row['zero_stage']:>4} {row['samples_per_micro_batch']:>5} {peak:>9.2f} "
-              f"{row['peak_ratio_to_first']:>7.2f} {seconds:>9.1f} {row['update_ratio_to_first']:>7.2f}")
+        print(
+            f"{row['zero_stage']:>4} {row['samples_per_micro_batch']:>5} {peak:>9.2f} "
+            f"{row['peak_ratio_to_first']:>7.2f} {seconds:>9.1f} {row['update_ratio_to_first']:>7.2f}"
+        )
     result = {
         "what": "one CPU learner rank: peak resident memory (VmHWM) and update time per ZeRO stage and micro-batch",
         "command": f"python benchmarks/learner_memory.py --config {args.config} --variants {' '.join(args.variants)}",

@@ -7,23 +7,19 @@ two processes (two Ray actors preparing the same model, say) from building the s
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from filelock import FileLock
 
-@contextlib.contextmanager
-def file_lock(path: Path) -> Iterator[None]:
+
+def file_lock(path: Path) -> FileLock:
+    """An exclusive lock across processes, held for a `with` block (its folder is made if needed)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    return FileLock(path)
 
 
 def _umask() -> int:

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
-import hashlib
 import json
 import logging
 import os
@@ -53,6 +52,7 @@ import yaml
 
 from hair_ray import __version__
 from hair_ray.atomic import atomic_dir
+from hair_ray.fingerprint import json_fingerprint
 
 if TYPE_CHECKING:
     from hair_ray.config import RunConfig
@@ -173,8 +173,7 @@ def _config_tree(config: RunConfig) -> dict[str, Any]:
 
 def resume_hash(config: RunConfig) -> str:
     """A short hash of the parts of the config that shape the training run."""
-    canonical = json.dumps(_config_tree(config), sort_keys=True)
-    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+    return json_fingerprint(_config_tree(config))
 
 
 def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
@@ -190,7 +189,9 @@ def config_changes(saved: dict[str, Any], config: RunConfig, limit: int = 8) -> 
     """'algo.total_steps: 100 -> 200' for each field that differs (hash-relevant ones only)."""
     old = _flatten({k: v for k, v in saved.items() if k not in RESUME_HASH_IGNORES})
     new = _flatten(_config_tree(config))
-    changed = [f"{key}: {old.get(key)!r} -> {new.get(key)!r}" for key in sorted(old.keys() | new.keys()) if old.get(key) != new.get(key)]
+    changed = [
+        f"{key}: {old.get(key)!r} -> {new.get(key)!r}" for key in sorted(old.keys() | new.keys()) if old.get(key) != new.get(key)
+    ]
     return changed[:limit] + ([f"… and {len(changed) - limit} more"] if len(changed) > limit else [])
 
 
@@ -394,7 +395,9 @@ def stage_checkpoint(
         (staging / LEARNER_DIR).mkdir()
         yield staging
         torch.save(rng, staging / RNG_FILE)
-        (staging / CONFIG_FILE).write_text(yaml.safe_dump(config.model_dump(mode="json", by_alias=True), sort_keys=False), encoding="utf-8")
+        (staging / CONFIG_FILE).write_text(
+            yaml.safe_dump(config.model_dump(mode="json", by_alias=True), sort_keys=False), encoding="utf-8"
+        )
         # state.json last: it is what marks a folder complete.
         (staging / STATE_FILE).write_text(state_text, encoding="utf-8")
         _fsync_tree(staging)
@@ -415,8 +418,13 @@ def save_checkpoint(
 ) -> Path:
     """`stage_checkpoint` with a callback: `write_learner(learner_dir)` fills the learner part."""
     with stage_checkpoint(
-        run_dir, step, config=config, sampler_state=sampler_state, weights_version=weights_version,
-        wall_time_s=wall_time_s, extra=extra,
+        run_dir,
+        step,
+        config=config,
+        sampler_state=sampler_state,
+        weights_version=weights_version,
+        wall_time_s=wall_time_s,
+        extra=extra,
     ) as staging:
         if write_learner is not None:
             write_learner(staging / LEARNER_DIR)

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
 from hair_ray import __version__
 from hair_ray.config import dump_config, load_config
-from hair_ray.errors import DEBUG_ENV, cli_errors
-from hair_ray.reward.cli import reward_app
 from hair_ray.data.cli import data_app
+from hair_ray.errors import DEBUG_ENV, cli_errors
 from hair_ray.eval.cli import eval_app
+from hair_ray.reward.cli import reward_app
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -37,7 +37,9 @@ def _print_version(value: bool) -> None:
 
 @app.callback()
 def main(
-    version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
     debug: Annotated[bool, typer.Option("--debug", help=f"Show the traceback of an error (or set {DEBUG_ENV}=1).")] = False,
 ) -> None:
     """HAIR safety alignment on Ray."""
@@ -47,9 +49,11 @@ def main(
         os.environ[DEBUG_ENV] = "1"
 
 
-ConfigOption = Annotated[Optional[str], typer.Option("--config", "-c", help="YAML run config.")]
-Overrides = Annotated[Optional[list[str]], typer.Argument(help="Dotted overrides: algo.group_size=8")]
-OverwriteOption = Annotated[bool, typer.Option("--overwrite", help="Replace what the target folder holds (an earlier run, an export).")]
+ConfigOption = Annotated[str | None, typer.Option("--config", "-c", help="YAML run config.")]
+Overrides = Annotated[list[str] | None, typer.Argument(help="Dotted overrides: algo.group_size=8")]
+OverwriteOption = Annotated[
+    bool, typer.Option("--overwrite", help="Replace what the target folder holds (an earlier run, an export).")
+]
 
 
 @config_app.command("show")
@@ -64,10 +68,15 @@ def config_show(config: ConfigOption = None, overrides: Overrides = None) -> Non
 def config_check(
     config: ConfigOption = None,
     overrides: Overrides = None,
-    nodes: Annotated[Optional[int], typer.Option(help="Check placement on a cluster of this many nodes…")] = None,
-    cpus: Annotated[Optional[float], typer.Option(help="…with this many CPUs each (default: this machine's)…")] = None,
-    gpus: Annotated[Optional[float], typer.Option(help="…and this many GPUs each (default: this machine's).")] = None,
-    local: Annotated[bool, typer.Option(help="Check this machine's folders (run, reward models, output) and packages; --no-local when the run happens on a cluster.")] = True,
+    nodes: Annotated[int | None, typer.Option(help="Check placement on a cluster of this many nodes…")] = None,
+    cpus: Annotated[float | None, typer.Option(help="…with this many CPUs each (default: this machine's)…")] = None,
+    gpus: Annotated[float | None, typer.Option(help="…and this many GPUs each (default: this machine's).")] = None,
+    local: Annotated[
+        bool,
+        typer.Option(
+            help="Check this machine's folders (run, reward models, output) and packages; --no-local when the run happens on a cluster."
+        ),
+    ] = True,
     overwrite: OverwriteOption = False,
 ) -> None:
     """Run the checks `train` runs before it starts an actor; exit with the first problem's code.
@@ -79,7 +88,11 @@ def config_check(
     cfg = load_config(config, overrides or [])
     cluster = None if nodes is None and cpus is None and gpus is None else cluster_of(nodes or 1, cpus, gpus)
     raise_on_problems(cfg, overwrite=overwrite, cluster=cluster, local=local)
-    where = "" if cluster is None else f"; placement fits {len(cluster.nodes)} × {{CPU: {cluster.nodes[0].num_cpus:g}, GPU: {cluster.nodes[0].num_gpus:g}}}"
+    where = (
+        ""
+        if cluster is None
+        else f"; placement fits {len(cluster.nodes)} × {{CPU: {cluster.nodes[0].num_cpus:g}, GPU: {cluster.nodes[0].num_gpus:g}}}"
+    )
     typer.echo(f"ok: {config or 'defaults'} (config hash {config_hash(cfg)}{where})")
 
 
@@ -127,8 +140,10 @@ def train(config: ConfigOption = None, overrides: Overrides = None, overwrite: O
     quiet_engine_logs()
     metrics = run_training(cfg, overwrite=overwrite)
     reward = metrics.get("reward/mean")
-    typer.echo(f"done: {cfg.algo.total_steps} steps in {cfg.run_dir}"
-               + (f"; last reward/mean {reward:.4f}" if isinstance(reward, (int, float)) else ""))
+    typer.echo(
+        f"done: {cfg.algo.total_steps} steps in {cfg.run_dir}"
+        + (f"; last reward/mean {reward:.4f}" if isinstance(reward, (int, float)) else "")
+    )
 
 
 @app.command("export")
@@ -136,8 +151,8 @@ def train(config: ConfigOption = None, overrides: Overrides = None, overwrite: O
 def export(
     config: ConfigOption = None,
     overrides: Overrides = None,
-    step: Annotated[Optional[int], typer.Option("--step", help="Checkpoint step; default the latest.")] = None,
-    out: Annotated[Optional[str], typer.Option("--out", "-o", help="Folder; default RUN/export/step-N.")] = None,
+    step: Annotated[int | None, typer.Option("--step", help="Checkpoint step; default the latest.")] = None,
+    out: Annotated[str | None, typer.Option("--out", "-o", help="Folder; default RUN/export/step-N.")] = None,
     overwrite: OverwriteOption = False,
 ) -> None:
     """Write a checkpoint's policy as a Hugging Face folder (safetensors) that vLLM loads."""
@@ -151,7 +166,7 @@ def export(
 @cli_errors
 def report(
     run_dir: Annotated[str, typer.Argument(help="A run folder (holding metrics.jsonl).")],
-    out: Annotated[Optional[str], typer.Option("--out", "-o", help="PNG to write; default RUN_DIR/report.png.")] = None,
+    out: Annotated[str | None, typer.Option("--out", "-o", help="PNG to write; default RUN_DIR/report.png.")] = None,
 ) -> None:
     """Plot a run's curves into a PNG and print a summary table (first vs last step, timing)."""
     from hair_ray.report import build_report

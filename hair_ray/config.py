@@ -3,15 +3,13 @@
 Every section of a run is a pydantic model that forbids unknown keys. `load_config` is the one
 entry point; it turns every failure (missing file, broken YAML, unknown key, wrong type, value
 out of range, inconsistent sections) into a `ConfigError` whose message names the file, the
-dotted field and what is allowed. Defaults follow the HAIR paper (DESIGN.md section 2).
+dotted field and what is allowed. Defaults follow the HAIR paper (docs/architecture.md §1).
 Batch-size fields carry their unit in the name (`prompts_per_step`, `samples_per_micro_batch`).
 """
 
 from __future__ import annotations
 
 import difflib
-import hashlib
-import json
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -19,6 +17,7 @@ import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from hair_ray.categories import CATEGORY_NAMES
+from hair_ray.fingerprint import json_fingerprint
 
 
 class ConfigError(ValueError):
@@ -111,9 +110,11 @@ class SourceConfig(Section):
                 raise ValueError("kind 'table' needs exactly one of `category_column` or `fixed_category`")
             if self.label_map and self.category_column is None:
                 raise ValueError("`label_map` needs `category_column` (it maps that column's labels)")
-        for where, label in [("fixed_category", self.fixed_category)] + [
-            (f"label_map[{raw!r}]", value) for raw, value in self.label_map.items()
-        ] + [("only_categories", value) for value in self.only_categories or []]:
+        for where, label in (
+            [("fixed_category", self.fixed_category)]
+            + [(f"label_map[{raw!r}]", value) for raw, value in self.label_map.items()]
+            + [("only_categories", value) for value in self.only_categories or []]
+        ):
             if label is not None:
                 try:
                     parse_category(label)
@@ -237,9 +238,7 @@ class IRLConfig(Section):
 
 
 class RewardConfig(Section):
-    backbone: ModelSpec = Field(
-        default_factory=lambda: ModelSpec(name_or_path="builtin:all-minilm-l6-v2")
-    )
+    backbone: ModelSpec = Field(default_factory=lambda: ModelSpec(name_or_path="builtin:all-minilm-l6-v2"))
     head: Literal["auto", "last_token", "mean_pool"] = "auto"
     models_dir: str = "outputs/reward_models"
     routing: Literal["category", "sum"] = "category"
@@ -275,13 +274,13 @@ class RewardConfig(Section):
     @model_validator(mode="after")
     def _known_categories(self) -> RewardConfig:
         if self.sum_weights is not None and self.routing != "sum":
-            raise ValueError("sum_weights is only read with routing: sum (category routing scores each prompt "
-                             "with its own category's model); set reward.routing=sum or remove sum_weights")
+            raise ValueError(
+                "sum_weights is only read with routing: sum (category routing scores each prompt "
+                "with its own category's model); set reward.routing=sum or remove sum_weights"
+            )
         for name in self.sum_weights or {}:
             if name not in CATEGORY_NAMES:
-                raise ValueError(
-                    f"sum_weights has unknown category {name!r}; allowed: {', '.join(CATEGORY_NAMES)}"
-                )
+                raise ValueError(f"sum_weights has unknown category {name!r}; allowed: {', '.join(CATEGORY_NAMES)}")
         return self
 
 
@@ -357,6 +356,8 @@ class LearnerConfig(Section):
     # Torch threads of a CPU learner. None: Ray's default, one per reserved CPU. In sync mode
     # the learner computes while the other actors wait, so it may use more cores than it reserves.
     cpu_threads: int | None = Field(None, ge=1)
+    # Longest wait for the learner group: one update, a checkpoint save or load. A hang is a bug.
+    timeout_s: float = Field(3600.0, gt=0)
 
 
 class PlacementConfig(Section):
@@ -546,7 +547,7 @@ def apply_override(tree: dict[str, Any], path: list[str], value: Any) -> None:
             if not part.isdigit() or int(part) >= len(node):
                 raise ConfigError(
                     f"override {'.'.join(path)}: {'.'.join(path[:i])} is a list of {len(node)}; "
-                    f"index it with 0..{len(node) - 1} (e.g. {'.'.join(path[:i])}.0.{'.'.join(path[i + 1:]) or 'field'}=...), "
+                    f"index it with 0..{len(node) - 1} (e.g. {'.'.join(path[:i])}.0.{'.'.join(path[i + 1 :]) or 'field'}=...), "
                     f"or replace it whole ({'.'.join(path[:i])}=[...])"
                 )
             key: Any = int(part)
@@ -643,8 +644,7 @@ def _is_section(candidate: Any) -> bool:
 
 def config_hash(config: RunConfig) -> str:
     """A stable short hash of the full config (checkpoints and reports record it)."""
-    canonical = json.dumps(config.model_dump(mode="json", by_alias=True), sort_keys=True)
-    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+    return json_fingerprint(config.model_dump(mode="json", by_alias=True))
 
 
 def dump_config(config: RunConfig) -> str:

@@ -134,7 +134,7 @@ def cli_errors(command: F) -> F:
             return command(*args, **kwargs)
         except (typer.Exit, typer.Abort, SystemExit):
             raise
-        except BaseException as exc:  # noqa: BLE001 - this is the one place errors are reported
+        except BaseException as exc:
             import click
 
             if isinstance(exc, click.ClickException):

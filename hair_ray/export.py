@@ -19,9 +19,18 @@ import json
 from pathlib import Path
 
 from hair_ray.atomic import atomic_dir
-from hair_ray.checkpoint import STATE_FILE, CheckpointError, checkpoint_dir, checkpoint_step, is_complete, list_checkpoints, load_checkpoint
+from hair_ray.checkpoint import (
+    STATE_FILE,
+    CheckpointError,
+    checkpoint_dir,
+    checkpoint_step,
+    is_complete,
+    list_checkpoints,
+    load_checkpoint,
+)
 from hair_ray.config import RunConfig
 from hair_ray.errors import WouldOverwriteError
+from hair_ray.models.weight_names import TIED_LM_HEAD, ties_lm_head
 
 MANIFEST_FILE = "export.json"
 
@@ -70,13 +79,17 @@ def export_checkpoint(config: RunConfig, step: int | None, out: str | Path | Non
     complete = list_checkpoints(config.run_dir)
     if step is None:
         if not complete:
-            raise FileNotFoundError(f"no complete checkpoint in {config.run_dir / 'checkpoints'}: train first, or check name= and output_dir=")
+            raise FileNotFoundError(
+                f"no complete checkpoint in {config.run_dir / 'checkpoints'}: train first, or check name= and output_dir="
+            )
         source = complete[-1]
     else:
         source = checkpoint_dir(config.run_dir, step)
         if not is_complete(source):
             steps = ", ".join(str(checkpoint_step(p)) for p in complete) or "none"
-            raise CheckpointError(f"no complete checkpoint for step {step} in {config.run_dir / 'checkpoints'} (complete steps: {steps})")
+            raise CheckpointError(
+                f"no complete checkpoint for step {step} in {config.run_dir / 'checkpoints'} (complete steps: {steps})"
+            )
     target = Path(out) if out is not None else config.run_dir / "export" / f"step-{checkpoint_step(source):06d}"
     manifest = _manifest(source)
     if target.exists() and not overwrite:
@@ -95,10 +108,12 @@ def export_checkpoint(config: RunConfig, step: int | None, out: str | Path | Non
     model_config = AutoConfig.from_pretrained(policy_path, trust_remote_code=config.policy.trust_remote_code)
     model = AutoModelForCausalLM.from_config(model_config)
     missing, unexpected = model.load_state_dict(state, strict=False)
-    tied = {"lm_head.weight"} if getattr(model_config, "tie_word_embeddings", False) else set()
+    tied = {TIED_LM_HEAD} if ties_lm_head(model_config) else set()
     if set(missing) - tied or unexpected:
-        raise ValueError(f"checkpoint {source} does not match {config.policy.name_or_path}: "
-                         f"missing {sorted(set(missing) - tied)[:5]}, unexpected {sorted(unexpected)[:5]}")
+        raise ValueError(
+            f"checkpoint {source} does not match {config.policy.name_or_path}: "
+            f"missing {sorted(set(missing) - tied)[:5]}, unexpected {sorted(unexpected)[:5]}"
+        )
     with atomic_dir(target) as staging:
         model.save_pretrained(staging, safe_serialization=True)
         load_tokenizer(config.policy).save_pretrained(staging)

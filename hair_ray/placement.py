@@ -209,10 +209,12 @@ def plan_placement(config: RunConfig, cluster: ClusterResources) -> PlacementPla
     placement = config.placement
     tp = config.rollout.tensor_parallel_size
     actors = {
-        "rollout": RolePlan("rollout", config.rollout.num_workers, placement.cpus_per_rollout_worker,
-                            placement.gpus_per_rollout_worker * tp, None),
-        "learner": RolePlan("learner", config.learner.num_workers, placement.cpus_per_learner_worker,
-                            config.learner.num_gpus_per_worker, None),
+        "rollout": RolePlan(
+            "rollout", config.rollout.num_workers, placement.cpus_per_rollout_worker, placement.gpus_per_rollout_worker * tp, None
+        ),
+        "learner": RolePlan(
+            "learner", config.learner.num_workers, placement.cpus_per_learner_worker, config.learner.num_gpus_per_worker, None
+        ),
         "reward": _reward_role(config),
         "scorer": RolePlan("scorer", 1, placement.cpus_per_scorer, placement.gpus_per_scorer, None),
     }
@@ -240,8 +242,9 @@ def _reward_role(config: RunConfig) -> RolePlan:
     """Seven one-model actors, or one actor hosting all seven (`reward.colocate`)."""
     models = len(CATEGORY_NAMES)
     actors, per_actor = (1, models) if config.reward.colocate else (models, 1)
-    return RolePlan("reward", actors, config.placement.cpus_per_reward_model * per_actor,
-                    config.reward.num_gpus_per_model * per_actor, None)
+    return RolePlan(
+        "reward", actors, config.placement.cpus_per_reward_model * per_actor, config.reward.num_gpus_per_model * per_actor, None
+    )
 
 
 def _own_group(actor: RolePlan, strategy: str) -> tuple[GroupPlan | None, RolePlan]:
@@ -250,8 +253,9 @@ def _own_group(actor: RolePlan, strategy: str) -> tuple[GroupPlan | None, RolePl
     if not bundle:
         return None, actor
     group = GroupPlan(actor.role, tuple(dict(bundle) for _ in range(actor.num_actors)), strategy, (actor.role,))
-    placed = RolePlan(actor.role, actor.num_actors, actor.cpus_per_actor, actor.gpus_per_actor,
-                      actor.role, tuple(range(actor.num_actors)))
+    placed = RolePlan(
+        actor.role, actor.num_actors, actor.cpus_per_actor, actor.gpus_per_actor, actor.role, tuple(range(actor.num_actors))
+    )
     return group, placed
 
 
@@ -275,8 +279,14 @@ def _colocated_groups(config: RunConfig, actors: dict[str, RolePlan]) -> tuple[d
     groups = {COLOCATED_GROUP: group}
     roles: dict[str, RolePlan] = {}
     for actor in (rollout, learner):
-        roles[actor.role] = RolePlan(actor.role, actor.num_actors, actor.cpus_per_actor, actor.gpus_per_actor,
-                                     COLOCATED_GROUP, tuple(range(actor.num_actors)))
+        roles[actor.role] = RolePlan(
+            actor.role,
+            actor.num_actors,
+            actor.cpus_per_actor,
+            actor.gpus_per_actor,
+            COLOCATED_GROUP,
+            tuple(range(actor.num_actors)),
+        )
     for role in ("reward", "scorer"):
         own, roles[role] = _own_group(actors[role], config.placement.group_strategy)
         if own is not None:
@@ -375,7 +385,9 @@ def _bundle_problem(config: RunConfig, group: GroupPlan, bundle: Bundle, cluster
         return f"a {owner} bundle needs {_fmt(gpus)} GPUs on one node; the largest node has {_fmt(cluster.max_node_gpus)}"
     if cpus > cluster.max_node_cpus + _EPS:
         fields = " + ".join(_CPU_FIELDS[role] for role in group.roles)
-        return f"a {owner} bundle needs {_fmt(cpus)} CPUs ({fields}) on one node; the largest node has {_fmt(cluster.max_node_cpus)}"
+        return (
+            f"a {owner} bundle needs {_fmt(cpus)} CPUs ({fields}) on one node; the largest node has {_fmt(cluster.max_node_cpus)}"
+        )
     return f"a {owner} bundle {bundle} fits no single node: no node has {_fmt(cpus)} CPUs and {_fmt(gpus)} GPUs together"
 
 

@@ -115,7 +115,7 @@ def run_checks(config: RunConfig, *, overwrite: bool = False, cluster=None, loca
     for name, check in checks:
         try:
             check()
-        except Exception as exc:  # noqa: BLE001 - each check's error is reported, then the next runs
+        except Exception as exc:
             problems.append(Problem(name, exc))
     return problems
 

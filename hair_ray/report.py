@@ -75,7 +75,7 @@ def categories(records: list[Record]) -> list[str]:
     for record in records:
         for key in record:
             if key.startswith(REWARD_MEAN_PREFIX):
-                seen.setdefault(key[len(REWARD_MEAN_PREFIX):], None)
+                seen.setdefault(key[len(REWARD_MEAN_PREFIX) :], None)
     return list(seen)
 
 
@@ -167,7 +167,7 @@ def _timing(ax: Any, records: list[Record]) -> None:
     if names:
         # A phase a step did not report counts as 0 s there, so the stack stays aligned.
         stacks = [[first_present(r, name) or 0.0 for r in records] for name in names]
-        ax.stackplot(steps, stacks, labels=[n[len(TIMING_PREFIX):] for n in names], alpha=0.8)
+        ax.stackplot(steps, stacks, labels=[n[len(TIMING_PREFIX) :] for n in names], alpha=0.8)
     _line(ax, records, STEP_TIME, "whole step", color="black", linestyle="--")
     ax.set_ylabel("seconds")
     _finish(ax, "step time by phase", legend=False)
@@ -197,15 +197,25 @@ def summary_tables(records: list[Record]) -> tuple[Table, Table]:
     """(first vs last step of each curve, time per phase)."""
     first, last = records[0], records[-1]
     curves = Table(title=f"steps {first['step']} → {last['step']} ({len(records)} logged)")
-    for column, justify in (("metric", "left"), (f"first (step {first['step']})", "right"),
-                            (f"last (step {last['step']})", "right"), ("Δ", "right")):
+    for column, justify in (
+        ("metric", "left"),
+        (f"first (step {first['step']})", "right"),
+        (f"last (step {last['step']})", "right"),
+        ("Δ", "right"),
+    ):
         curves.add_column(column, justify=justify, no_wrap=True)
     rows: list[tuple[str, tuple[str, ...] | str]] = [("reward mean", REWARD_MEAN)]
     rows += [(f"  reward {c}", REWARD_MEAN_PREFIX + c) for c in categories(records)]
-    rows += [("KL", KL_KEYS), ("mean |A−Â|/|Â|", RELATIVE_CHANGE),
-             ("groups with α^M ≠ 1", ALPHA_M_ACTIVE_FRACTION), ("α^D mean", ALPHA_D_MEAN),
-             ("α^M mean", ALPHA_M_MEAN), ("response length", RESPONSE_LENGTH_KEYS),
-             ("refusal fraction", REFUSAL_FRACTION), ("step seconds", STEP_TIME)]
+    rows += [
+        ("KL", KL_KEYS),
+        ("mean |A−Â|/|Â|", RELATIVE_CHANGE),
+        ("groups with α^M ≠ 1", ALPHA_M_ACTIVE_FRACTION),
+        ("α^D mean", ALPHA_D_MEAN),
+        ("α^M mean", ALPHA_M_MEAN),
+        ("response length", RESPONSE_LENGTH_KEYS),
+        ("refusal fraction", REFUSAL_FRACTION),
+        ("step seconds", STEP_TIME),
+    ]
     for label, keys in rows:
         _, values = _series(records, keys)
         if not values:
@@ -225,7 +235,7 @@ def summary_tables(records: list[Record]) -> tuple[Table, Table]:
     timing.add_column("share of step time", justify="right")
     for name, seconds in sorted(totals.items(), key=lambda item: -item[1]):
         share = f"{100 * seconds / total:.1f}%" if total > 0 else "—"
-        timing.add_row(name[len(TIMING_PREFIX):], f"{seconds:.1f}", share)
+        timing.add_row(name[len(TIMING_PREFIX) :], f"{seconds:.1f}", share)
     return curves, timing
 
 

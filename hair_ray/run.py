@@ -11,7 +11,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from hair_ray.algo.batching import optimizer_steps_per_epoch
 from hair_ray.config import RunConfig
+from hair_ray.waiting import wait_all
 
 log = logging.getLogger(__name__)
 
@@ -33,9 +35,9 @@ def load_train_records(config: RunConfig) -> list[dict]:
 
 
 def optimizer_steps_total(config: RunConfig) -> int:
-    per_step = config.algo.prompts_per_step * config.algo.group_size
-    mini = config.algo.samples_per_mini_batch or per_step
-    return config.algo.total_steps * config.algo.epochs_per_step * -(-per_step // mini)
+    algo = config.algo
+    per_epoch = optimizer_steps_per_epoch(algo.prompts_per_step * algo.group_size, algo.samples_per_mini_batch)
+    return algo.total_steps * algo.epochs_per_step * per_epoch
 
 
 def max_response_tokens(config: RunConfig) -> int:
@@ -80,7 +82,6 @@ def start_scorer(config: RunConfig, plan, groups, records: list[dict]):
     hardness = config.hardness
     if not (hardness.enabled and hardness.data_hardness):
         return None
-    import ray
 
     from hair_ray.placement import actor_options
     from hair_ray.workers.scorer import create_hardness_scorer
@@ -108,7 +109,8 @@ def warn_if_alpha_m_is_constant(config: RunConfig) -> None:
         log.warning(
             "hardness.tau=%g >= algo.group_size - 1 = %d: the gap filter keeps every sample, so α^M is 1 "
             "(model responsiveness has no effect); use a larger group or a smaller tau",
-            hardness.tau, group_size - 1,
+            hardness.tau,
+            group_size - 1,
         )
 
 
@@ -119,16 +121,15 @@ def train(config: RunConfig, *, overwrite: bool = False) -> dict[str, Any]:
     import ray
 
     from hair_ray.checkpoint import load_checkpoint, restore_rng_state, stage_checkpoint
+    from hair_ray.eval.training import TrainingEvaluation, training_judge
     from hair_ray.models.loading import load_tokenizer
     from hair_ray.placement import cluster_resources_from_ray, create_placement_groups, plan_placement, remove_placement_groups
+    from hair_ray.preflight import raise_on_problems
     from hair_ray.rollout_group import RolloutGroup
+    from hair_ray.run_folder import plan_run_start
     from hair_ray.tracking import Tracker
     from hair_ray.trainer import Actors, Trainer
     from hair_ray.workers.learner import start_learner_group
-
-    from hair_ray.eval.training import TrainingEvaluation, training_judge
-    from hair_ray.preflight import raise_on_problems
-    from hair_ray.run_folder import plan_run_start
 
     # Everything that can fail on bad input fails here, before Ray: a bad config costs a second.
     judge = training_judge(config)
@@ -136,8 +137,12 @@ def train(config: RunConfig, *, overwrite: bool = False) -> dict[str, Any]:
     raise_on_problems(config, overwrite=overwrite)
     start = plan_run_start(config, overwrite=overwrite)
     if start.finished:
-        log.warning("%s finished at step %d already (algo.total_steps): nothing to train; raise algo.total_steps "
-                    "with checkpoint.allow_config_change=true to train on", config.run_dir, config.algo.total_steps)
+        log.warning(
+            "%s finished at step %d already (algo.total_steps): nothing to train; raise algo.total_steps "
+            "with checkpoint.allow_config_change=true to train on",
+            config.run_dir,
+            config.algo.total_steps,
+        )
         return start.last_metrics or {}
     warn_if_alpha_m_is_constant(config)
     records = load_train_records(config)
@@ -160,7 +165,9 @@ def train(config: RunConfig, *, overwrite: bool = False) -> dict[str, Any]:
         rollout_workers = start_rollout_workers(config, plan, groups)
         rewards = start_rewards(config, plan, groups)
         scorer = start_scorer(config, plan, groups, records)
-        strategies = [actor_options(plan, groups, "learner", r).get("scheduling_strategy") for r in range(config.learner.num_workers)]
+        strategies = [
+            actor_options(plan, groups, "learner", r).get("scheduling_strategy") for r in range(config.learner.num_workers)
+        ]
         learners = start_learner_group(
             config,
             optimizer_steps_total=optimizer_steps_total(config),
@@ -172,11 +179,18 @@ def train(config: RunConfig, *, overwrite: bool = False) -> dict[str, Any]:
             rewards.wait_ready()
         if scorer is not None:
             ray.get(scorer.stats.remote(), timeout=config.rollout.timeout_s)
+        ranks = [f"learner rank {rank}" for rank in range(len(learners))]
         rollout = RolloutGroup(rollout_workers, config)
         trainer = Trainer(config, records, Actors(rollout, learners, rewards, scorer), tokenizer, refusal_judge=judge)
         if checkpoint is not None:
             folder, tag = str(checkpoint.learner_dir), "learner"
-            ray.get([learner.load_checkpoint.remote(folder, tag) for learner in learners])
+            wait_all(
+                [learner.load_checkpoint.remote(folder, tag) for learner in learners],
+                ranks,
+                config.learner.timeout_s,
+                f"load checkpoint {checkpoint.path}",
+                name_failures=False,
+            )
             trainer.load_state({"step": checkpoint.step, "sampler": checkpoint.state.sampler_state})
             restore_rng_state(checkpoint.rng_state())
             # The engines start from the original weights: give them the restored ones.
@@ -207,7 +221,10 @@ def train(config: RunConfig, *, overwrite: bool = False) -> dict[str, Any]:
                         wall_time_s=time.monotonic() - started,
                     ) as staging:
                         folder = str(staging / "learner")
-                        ray.get([learner.save_checkpoint.remote(folder, "learner") for learner in learners])
+                        saves = [learner.save_checkpoint.remote(folder, "learner") for learner in learners]
+                        wait_all(
+                            saves, ranks, config.learner.timeout_s, f"save checkpoint step {trainer.step}", name_failures=False
+                        )
         return metrics
     finally:
         if learners:

@@ -216,7 +216,7 @@ class Tracker:
         if dropped:
             log.warning("%s: dropped %d lines past step %d (resumed run)", self.metrics_path, dropped, start_step)
         self._last_step = start_step
-        self._file = open(self.metrics_path, "a", encoding="utf-8")
+        self._file = open(self.metrics_path, "a", encoding="utf-8")  # noqa: SIM115 - open for the run, closed by close()
         self.wandb_mode = resolve_wandb_mode(self.cfg.wandb_mode)
         try:
             self._wandb = self._start_wandb(config, start_step) if self.wandb_mode != "disabled" else None

@@ -1,4 +1,4 @@
-"""The driver loop of HAIR's stage C: GRPO-S on Ray. Reads as DESIGN.md section 3:
+"""The driver loop of HAIR's stage C: GRPO-S on Ray. Reads as docs/architecture.md §2 (the driver):
 
     batch   = sampler.next()                      # category-balanced prompts with their demos
     samples = rollout.generate(batch, G)          # all workers in parallel
@@ -29,7 +29,7 @@ from hair_ray.models.loading import chat_prompt_ids
 from hair_ray.rollout_group import RolloutGroup
 from hair_ray.run_metrics import step_metrics
 from hair_ray.sampler import CategoryBalancedSampler
-
+from hair_ray.waiting import wait_all
 
 # Prompt i of a step is sampled with seed generation_seed(...) + i: steps lie this far apart, so
 # no two (step, prompt) pairs of a run share a random stream.
@@ -116,9 +116,11 @@ class Trainer:
             rewards = self.actors.rewards.gather(rewards_pending)
             demo_rewards = self.actors.rewards.demonstration_rewards(owners)
         with timer("hardness"):
-            import ray
-
-            alpha = ray.get(alpha_ref) if alpha_ref is not None else None
+            alpha = None
+            if alpha_ref is not None:
+                alpha = wait_all(
+                    [alpha_ref], ["the hardness scorer"], self.config.reward.score_timeout_s, "α^D", name_failures=False
+                )[0]
 
         use_alpha_m = hardness.enabled and hardness.model_responsiveness
         advantages = grpo_s_advantages(
@@ -172,7 +174,6 @@ class Trainer:
         return metrics
 
     def update_learner(self, prompt_ids, samples, advantages) -> dict[str, float]:
-        import ray
 
         train = [
             {"prompt_ids": prompt_ids[i // self.config.algo.group_size], "response_ids": s["token_ids"], "advantage": a}
@@ -180,10 +181,10 @@ class Trainer:
         ]
         share = len(train) // len(self.actors.learners)
         refs = [
-            learner.update.remote(train[rank * share : (rank + 1) * share])
-            for rank, learner in enumerate(self.actors.learners)
+            learner.update.remote(train[rank * share : (rank + 1) * share]) for rank, learner in enumerate(self.actors.learners)
         ]
-        return ray.get(refs)[0]
+        ranks = [f"learner rank {rank}" for rank in range(len(refs))]
+        return wait_all(refs, ranks, self.config.learner.timeout_s, f"update at step {self.step}", name_failures=False)[0]
 
     # -- resume -------------------------------------------------------------------------------
 

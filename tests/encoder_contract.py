@@ -33,7 +33,7 @@ SENTENCES = [
 ]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def shared_encoder(kind: str, **kwargs) -> TextEncoder:
     """One encoder per (kind, kwargs) for the whole test session: loading costs seconds."""
     return build_encoder(kind, **kwargs)

@@ -17,8 +17,8 @@ from hair_ray.checkpoint import (
     list_checkpoints,
     load_checkpoint,
     read_rng_state,
-    resume_hash,
     restore_rng_state,
+    resume_hash,
     save_checkpoint,
     stage_checkpoint,
 )
@@ -34,8 +34,15 @@ def save(cfg: RunConfig, step: int, payload: str = "weights") -> None:
     def write_learner(folder):
         (folder / "model.bin").write_text(f"{payload}-{step}")
 
-    save_checkpoint(cfg.run_dir, step, config=cfg, sampler_state={"cursor": step * 8}, weights_version=step,
-                    write_learner=write_learner, wall_time_s=1.5 * step)
+    save_checkpoint(
+        cfg.run_dir,
+        step,
+        config=cfg,
+        sampler_state={"cursor": step * 8},
+        weights_version=step,
+        write_learner=write_learner,
+        wall_time_s=1.5 * step,
+    )
 
 
 def test_checkpoint_layout_and_state(cfg):
@@ -55,10 +62,12 @@ def test_checkpoint_layout_and_state(cfg):
 
 def test_exception_while_writing_leaves_no_folder_and_the_previous_intact(cfg):
     save(cfg, 10)
-    with pytest.raises(RuntimeError, match="learner died"):
-        with stage_checkpoint(cfg.run_dir, 20, config=cfg, sampler_state={}, weights_version=20) as staging:
-            (staging / "learner" / "model.bin").write_text("half")
-            raise RuntimeError("learner died")
+    with (
+        pytest.raises(RuntimeError, match="learner died"),
+        stage_checkpoint(cfg.run_dir, 20, config=cfg, sampler_state={}, weights_version=20) as staging,
+    ):
+        (staging / "learner" / "model.bin").write_text("half")
+        raise RuntimeError("learner died")
     names = sorted(p.name for p in (cfg.run_dir / "checkpoints").iterdir())
     assert names == ["step-000010"]
     assert (checkpoint_dir(cfg.run_dir, 10) / "learner" / "model.bin").read_text() == "weights-10"
@@ -66,9 +75,11 @@ def test_exception_while_writing_leaves_no_folder_and_the_previous_intact(cfg):
 
 
 def test_sampler_state_that_is_not_json_fails_before_staging(cfg):
-    with pytest.raises(TypeError):
-        with stage_checkpoint(cfg.run_dir, 5, config=cfg, sampler_state={"rng": object()}, weights_version=0):
-            pytest.fail("the block must not run")
+    with (
+        pytest.raises(TypeError),
+        stage_checkpoint(cfg.run_dir, 5, config=cfg, sampler_state={"rng": object()}, weights_version=0),
+    ):
+        pytest.fail("the block must not run")
     root = cfg.run_dir / "checkpoints"
     assert not root.exists() or not any(root.iterdir())
 
@@ -105,8 +116,14 @@ def test_auto_resume_picks_the_newest_complete_one(cfg):
 
 
 def draw() -> tuple:
-    return (random.random(), random.randint(0, 10**9), np.random.rand(3).tolist(), np.random.randn(),
-            torch.rand(3).tolist(), torch.randint(0, 10**6, (2,)).tolist())
+    return (
+        random.random(),
+        random.randint(0, 10**9),
+        np.random.rand(3).tolist(),
+        np.random.randn(),
+        torch.rand(3).tolist(),
+        torch.randint(0, 10**6, (2,)).tolist(),
+    )
 
 
 def test_rng_round_trip_repeats_the_same_numbers(cfg, tmp_path):
@@ -135,6 +152,7 @@ def test_config_mismatch_is_refused_with_both_hashes(cfg):
     assert "checkpoint.allow_config_change=true" in message
     # The override accepts it; settings that do not shape training never trip the check.
     assert load_checkpoint(checkpoint_dir(cfg.run_dir, 10), changed, allow_config_change=True).step == 10
-    harmless = load_config(None, [f"output_dir={cfg.output_dir}", "checkpoint.resume=auto",
-                                  "tracking.wandb_mode=disabled", "checkpoint.keep_last=2"])
+    harmless = load_config(
+        None, [f"output_dir={cfg.output_dir}", "checkpoint.resume=auto", "tracking.wandb_mode=disabled", "checkpoint.keep_last=2"]
+    )
     assert load_checkpoint(checkpoint_dir(cfg.run_dir, 10), harmless).state.weights_version == 10

@@ -74,8 +74,7 @@ def test_dump_round_trips_and_hash_is_stable(tmp_path):
 def test_value_out_of_range(tmp_path):
     path = write(tmp_path, "algo:\n  group_size: 1\n")
     assert error_of(path) == (
-        f"invalid configuration in {path}:\n"
-        "  algo.group_size: Input should be greater than or equal to 2 (got 1)"
+        f"invalid configuration in {path}:\n  algo.group_size: Input should be greater than or equal to 2 (got 1)"
     )
 
 
@@ -91,8 +90,10 @@ def test_unknown_key_suggests_the_closest_and_lists_allowed(tmp_path):
 
 def test_unknown_section(tmp_path):
     path = write(tmp_path, "algorithm:\n  group_size: 4\n")
-    assert error_of(path).splitlines()[1].startswith(
-        "  algorithm: unknown key; did you mean 'algo'? allowed keys: name, seed, output_dir, policy,"
+    assert (
+        error_of(path)
+        .splitlines()[1]
+        .startswith("  algorithm: unknown key; did you mean 'algo'? allowed keys: name, seed, output_dir, policy,")
     )
 
 
@@ -104,8 +105,7 @@ def test_unknown_key_inside_a_list_of_sections(tmp_path):
 def test_wrong_choice_names_the_allowed_values(tmp_path):
     path = write(tmp_path, "algo:\n  loss_agg: mean\n")
     assert error_of(path) == (
-        f"invalid configuration in {path}:\n"
-        "  algo.loss_agg: Input should be 'token-mean' or 'seq-mean-token-mean' (got 'mean')"
+        f"invalid configuration in {path}:\n  algo.loss_agg: Input should be 'token-mean' or 'seq-mean-token-mean' (got 'mean')"
     )
 
 

@@ -28,8 +28,15 @@ def advantages(config, rewards=REWARDS):
     sig = torch.sigmoid(delta)
     alpha_d = sig / sig.view(-1, group).mean(dim=1).repeat_interleave(group)
     out = grpo_s_advantages(
-        torch.tensor(rewards), ids, alpha_d=alpha_d, demo_rewards=torch.full((len(rewards),), DEMO_REWARD),
-        tau=h.tau, tau_mode=h.tau_mode, alpha_clip=h.alpha_clip, combine=h.combine, data_weight=h.data_weight,
+        torch.tensor(rewards),
+        ids,
+        alpha_d=alpha_d,
+        demo_rewards=torch.full((len(rewards),), DEMO_REWARD),
+        tau=h.tau,
+        tau_mode=h.tau_mode,
+        alpha_clip=h.alpha_clip,
+        combine=h.combine,
+        data_weight=h.data_weight,
     )
     return out, ids
 

@@ -33,6 +33,7 @@ _original_torch_load = torch.load
 # The raw-pickle payload uses pickle's default protocol, which torch's weights-only reader warns about.
 pytestmark = pytest.mark.filterwarnings("ignore:Detected pickle protocol")
 
+
 class Payload:
     """Unpickled without restriction, this creates `marker` (a stand-in for any code)."""
 
@@ -82,7 +83,11 @@ def checkpoint_with_learner(cfg, step: int, fill) -> Path:
     """A complete RUN/checkpoints/step-N whose learner/learner/ folder `fill` writes, as
     DeepSpeed's `save_checkpoint(learner_dir, "learner")` lays it out."""
     return save_checkpoint(
-        cfg.run_dir, step, config=cfg, sampler_state={}, weights_version=step,
+        cfg.run_dir,
+        step,
+        config=cfg,
+        sampler_state={},
+        weights_version=step,
         write_learner=lambda learner_dir: fill(learner_dir / "learner"),
     )
 
@@ -169,8 +174,12 @@ def test_export_still_writes_a_legitimate_zero0_checkpoint(tmp_path):
             param.add_(0.5)  # not the initial policy
     optimizer = torch.optim.AdamW(model.parameters())
     state = {
-        "module": model.state_dict(), "buffer_names": [], "optimizer": optimizer.state_dict(),
-        "lr_scheduler": {"last_epoch": 3, "lr_lambdas": [None]}, "global_steps": 3, "ds_version": "0.19.8",
+        "module": model.state_dict(),
+        "buffer_names": [],
+        "optimizer": optimizer.state_dict(),
+        "lr_scheduler": {"last_epoch": 3, "lr_lambdas": [None]},
+        "global_steps": 3,
+        "ds_version": "0.19.8",
         "loss_scaler": LossScaler(1.0),
     }
     checkpoint_with_learner(cfg, 3, lambda folder: (folder.mkdir(), torch.save(state, folder / MODEL_STATES)))
@@ -225,17 +234,27 @@ def test_learner_resume_reads_what_deepspeed_writes(tmp_path):
     from hair_ray.workers.learner import LearnerWorker
 
     def fp16_scaler():
-        return DynamicLossScaler(init_scale=2.0**16, scale_window=1000, min_scale=1.0, delayed_shift=2,
-                                 consecutive_hysteresis=False, dtype=torch.float16)
+        return DynamicLossScaler(
+            init_scale=2.0**16,
+            scale_window=1000,
+            min_scale=1.0,
+            delayed_shift=2,
+            consecutive_hysteresis=False,
+            dtype=torch.float16,
+        )
 
     weights = torch.randn(4, 3)
     state = {
         "module": OrderedDict(w=weights),
-        "optimizer": {"zero_stage": ZeroStageEnum.gradients, "loss_scaler": LossScaler(1.0),
-                      "fp16_scaler": fp16_scaler(),
-                      "param_slice_mappings": [OrderedDict(w=fragment_address(numel=12, start=0))]},
+        "optimizer": {
+            "zero_stage": ZeroStageEnum.gradients,
+            "loss_scaler": LossScaler(1.0),
+            "fp16_scaler": fp16_scaler(),
+            "param_slice_mappings": [OrderedDict(w=fragment_address(numel=12, start=0))],
+        },
         "param_shapes": [OrderedDict(w=torch.Size([4, 3]))],
-        "ds_config": {"zero_optimization": {"stage": 2}}, "global_steps": 7,
+        "ds_config": {"zero_optimization": {"stage": 2}},
+        "global_steps": 7,
     }
     folder = tmp_path / "learner" / "learner"
     folder.mkdir(parents=True)
@@ -362,13 +381,22 @@ def test_deepspeed_resume_is_exact_and_refuses_a_planted_optimizer_state(ray_loc
     exactly. Then a payload in the optimizer-state file is refused on load."""
     from hair_ray.workers.learner import start_learner_group
 
-    cfg = load_config("jobs/tiny_cpu.yaml", [
-        "learner.num_workers=1", "learner.samples_per_micro_batch=4", "learner.learning_rate=1e-3",
-        "learner.zero_stage=2", "learner.warmup_steps=3", "algo.prompts_per_step=2", "algo.group_size=4",
-    ])
+    cfg = load_config(
+        "jobs/tiny_cpu.yaml",
+        [
+            "learner.num_workers=1",
+            "learner.samples_per_micro_batch=4",
+            "learner.learning_rate=1e-3",
+            "learner.zero_stage=2",
+            "learner.warmup_steps=3",
+            "algo.prompts_per_step=2",
+            "algo.group_size=4",
+        ],
+    )
     prompt = [1, 40, 41, 42, 43, 2, 201, 1, 50, 51, 201]
-    samples = [{"prompt_ids": prompt, "response_ids": [60 + i, 61, 62, 63][: 1 + i % 4], "advantage": (-1.0) ** i}
-               for i in range(8)]
+    samples = [
+        {"prompt_ids": prompt, "response_ids": [60 + i, 61, 62, 63][: 1 + i % 4], "advantage": (-1.0) ** i} for i in range(8)
+    ]
     [actor] = start_learner_group(cfg, optimizer_steps_total=10, num_cpus_per_worker=0.5)
 
     def weights() -> dict[str, torch.Tensor]:

@@ -18,8 +18,12 @@ from hair_ray.placement import (
 )
 
 GPU_8B = [  # a typical 7B/8B recipe: 2 vLLM workers with TP 2, 4 ZeRO ranks, 7 small RMs
-    "rollout.num_workers=2", "rollout.tensor_parallel_size=2", "placement.gpus_per_rollout_worker=1",
-    "learner.num_workers=4", "learner.num_gpus_per_worker=1", "placement.cpus_per_reward_model=1",
+    "rollout.num_workers=2",
+    "rollout.tensor_parallel_size=2",
+    "placement.gpus_per_rollout_worker=1",
+    "learner.num_workers=4",
+    "learner.num_gpus_per_worker=1",
+    "placement.cpus_per_reward_model=1",
 ]
 
 
@@ -45,12 +49,14 @@ def test_colocated_reward_models_are_one_actor_asking_seven_models_worth():
     plan = plan_placement(config(*GPU_8B, "reward.colocate=true"), ClusterResources.uniform(1, num_cpus=32, num_gpus=8))
     assert plan.roles["reward"].num_actors == 1
     assert plan.bundles("reward") == ({"CPU": 7.0},)
-    plan = plan_placement(config("reward.colocate=true", "reward.num_gpus_per_model=0.1"),
-                          ClusterResources.uniform(1, num_cpus=2, num_gpus=1))
+    plan = plan_placement(
+        config("reward.colocate=true", "reward.num_gpus_per_model=0.1"), ClusterResources.uniform(1, num_cpus=2, num_gpus=1)
+    )
     assert plan.roles["reward"].gpus_per_actor == pytest.approx(0.7)
     with pytest.raises(PlacementError, match=r"asks 7 × reward.num_gpus_per_model = 1.4 GPUs"):
-        plan_placement(config("reward.colocate=true", "reward.num_gpus_per_model=0.2"),
-                       ClusterResources.uniform(1, num_cpus=2, num_gpus=2))
+        plan_placement(
+            config("reward.colocate=true", "reward.num_gpus_per_model=0.2"), ClusterResources.uniform(1, num_cpus=2, num_gpus=2)
+        )
 
 
 def test_cpu_only_two_cores_too_many_workers_names_the_cpu_fields():
@@ -75,8 +81,14 @@ def test_one_node_with_eight_gpus():
 
 def test_two_nodes_with_eight_gpus_each_fractional_reward_models():
     plan = plan_placement(
-        config(*GPU_8B, "rollout.num_workers=2", "learner.num_workers=8", "reward.num_gpus_per_model=0.5",
-               "placement.gpus_per_scorer=0.5", "placement.group_strategy=SPREAD"),
+        config(
+            *GPU_8B,
+            "rollout.num_workers=2",
+            "learner.num_workers=8",
+            "reward.num_gpus_per_model=0.5",
+            "placement.gpus_per_scorer=0.5",
+            "placement.group_strategy=SPREAD",
+        ),
         ClusterResources.uniform(2, num_cpus=64, num_gpus=8),
     )
     assert plan.total("GPU") == pytest.approx(16)
@@ -105,8 +117,13 @@ def test_tensor_parallel_larger_than_any_node():
 
 
 def test_colocated_learner_and_rollout_share_gpus():
-    cfg = config("placement.strategy=colocated", "rollout.num_workers=4", "learner.num_workers=4",
-                 "placement.gpus_per_rollout_worker=0.5", "learner.num_gpus_per_worker=0.5")
+    cfg = config(
+        "placement.strategy=colocated",
+        "rollout.num_workers=4",
+        "learner.num_workers=4",
+        "placement.gpus_per_rollout_worker=0.5",
+        "learner.num_gpus_per_worker=0.5",
+    )
     plan = plan_placement(cfg, ClusterResources.uniform(1, num_cpus=16, num_gpus=4))
     assert plan.mode == "colocated" and plan.shares_group("rollout", "learner")
     assert plan.roles["learner"].group == plan.roles["rollout"].group == COLOCATED_GROUP
@@ -120,8 +137,12 @@ def test_colocated_refuses_more_than_one_gpu_per_bundle_and_tensor_parallel():
     too_much = config("placement.strategy=colocated", "placement.gpus_per_rollout_worker=0.6", "learner.num_gpus_per_worker=0.6")
     with pytest.raises(PlacementError, match=r"0.6 \+ 0.6 = 1.2 > 1"):
         plan_placement(too_much, ClusterResources.uniform(1, num_cpus=8, num_gpus=1))
-    tp = config("placement.strategy=colocated", "rollout.tensor_parallel_size=2",
-                "placement.gpus_per_rollout_worker=1", "learner.num_gpus_per_worker=0.5")
+    tp = config(
+        "placement.strategy=colocated",
+        "rollout.tensor_parallel_size=2",
+        "placement.gpus_per_rollout_worker=1",
+        "learner.num_gpus_per_worker=0.5",
+    )
     with pytest.raises(PlacementError, match="rollout.tensor_parallel_size must be 1"):
         plan_placement(tp, ClusterResources.uniform(1, num_cpus=8, num_gpus=8))
 
@@ -130,8 +151,9 @@ def test_shape_errors_and_strict_pack():
     with pytest.raises(PlacementError, match="learner.num_gpus_per_worker = 1.5"):
         plan_placement(config("learner.num_gpus_per_worker=1.5"), ClusterResources.uniform(1, 8, 8))
     with pytest.raises(PlacementError, match="placement.gpus_per_rollout_worker = 1"):
-        plan_placement(config("rollout.tensor_parallel_size=2", "placement.gpus_per_rollout_worker=0.5"),
-                       ClusterResources.uniform(1, 8, 8))
+        plan_placement(
+            config("rollout.tensor_parallel_size=2", "placement.gpus_per_rollout_worker=0.5"), ClusterResources.uniform(1, 8, 8)
+        )
     strict = config(*GPU_8B, "placement.group_strategy=STRICT_PACK", "learner.num_workers=8")
     with pytest.raises(PlacementError, match="STRICT_PACK puts the whole learner group"):
         plan_placement(strict, ClusterResources.uniform(2, num_cpus=32, num_gpus=6))
@@ -139,8 +161,14 @@ def test_shape_errors_and_strict_pack():
 
 def test_bundles_that_fit_only_in_total_get_a_warning():
     # 3 TP-3 workers on two 5-GPU nodes: 10 GPUs in total, but the third TP bundle has no home.
-    cfg = config("rollout.num_workers=3", "rollout.tensor_parallel_size=3", "placement.gpus_per_rollout_worker=1",
-                 "learner.num_workers=1", "learner.num_gpus_per_worker=1", "algo.prompts_per_step=3")
+    cfg = config(
+        "rollout.num_workers=3",
+        "rollout.tensor_parallel_size=3",
+        "placement.gpus_per_rollout_worker=1",
+        "learner.num_workers=1",
+        "learner.num_gpus_per_worker=1",
+        "algo.prompts_per_step=3",
+    )
     plan = plan_placement(cfg, ClusterResources.uniform(2, num_cpus=16, num_gpus=5))
     assert plan.warnings and "first-fit" in plan.warnings[0]
 
@@ -159,8 +187,12 @@ def test_create_groups_on_local_ray_and_schedule_into_them(ray_local):
     ray = ray_local
     cluster = cluster_resources_from_ray()
     assert cluster.total_cpus == 2 and cluster.total_gpus == 0
-    cfg = config("placement.cpus_per_rollout_worker=0.25", "placement.cpus_per_learner_worker=0.25",
-                 "placement.cpus_per_scorer=0.25", "learner.num_workers=2")
+    cfg = config(
+        "placement.cpus_per_rollout_worker=0.25",
+        "placement.cpus_per_learner_worker=0.25",
+        "placement.cpus_per_scorer=0.25",
+        "learner.num_workers=2",
+    )
     plan = plan_placement(cfg, cluster)
     groups = create_placement_groups(plan, timeout_s=60, name_prefix="test-placement")
     try:

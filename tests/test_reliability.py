@@ -50,9 +50,16 @@ def fake_checkpoint(config, step: int) -> Path:
     """A complete checkpoint as far as listing and resume checks go (state.json only)."""
     folder = checkpoint_dir(config.run_dir, step)
     folder.mkdir(parents=True)
-    state = CheckpointState(step=step, sampler_state={}, weights_version=step, config_hash="x",
-                            resume_hash=resume_hash(config), wall_time_s=1.0, saved_at="2026-01-01T00:00:00+00:00",
-                            hair_ray_version=__version__)
+    state = CheckpointState(
+        step=step,
+        sampler_state={},
+        weights_version=step,
+        config_hash="x",
+        resume_hash=resume_hash(config),
+        wall_time_s=1.0,
+        saved_at="2026-01-01T00:00:00+00:00",
+        hair_ray_version=__version__,
+    )
     (folder / STATE_FILE).write_text(json.dumps(state.__dict__), encoding="utf-8")
     return folder
 
@@ -61,7 +68,9 @@ def earlier_run(tmp_path: Path, *overrides: str):
     """A run folder holding an earlier 4-step run: metrics for steps 1-4, checkpoints at 2 and 4."""
     config = load_config(TINY, [f"output_dir={tmp_path}", "algo.total_steps=4", RULE_REWARD, *overrides])
     config.run_dir.mkdir(parents=True)
-    (config.run_dir / "metrics.jsonl").write_text("".join(json.dumps({"step": s, "reward/mean": s / 10}) + "\n" for s in range(1, 5)))
+    (config.run_dir / "metrics.jsonl").write_text(
+        "".join(json.dumps({"step": s, "reward/mean": s / 10}) + "\n" for s in range(1, 5))
+    )
     fake_checkpoint(config, 2)
     fake_checkpoint(config, 4)
     return config
@@ -107,22 +116,28 @@ def no_ray(monkeypatch):
 
 
 def test_resuming_a_finished_run_starts_nothing_and_reports_its_last_step(tmp_path, no_ray):
-    config = earlier_run(tmp_path)
-    code, out = hair_ray("train", "-c", TINY, f"output_dir={tmp_path}", "algo.total_steps=4", RULE_REWARD, "checkpoint.resume=auto")
+    earlier_run(tmp_path)
+    code, out = hair_ray(
+        "train", "-c", TINY, f"output_dir={tmp_path}", "algo.total_steps=4", RULE_REWARD, "checkpoint.resume=auto"
+    )
     assert code == 0, out
     assert "last reward/mean 0.4000" in out and "nan" not in out
 
 
 def test_a_checkpoint_past_the_total_steps_is_refused_with_the_way_out(tmp_path):
     earlier_run(tmp_path)
-    code, out = hair_ray("train", "-c", TINY, f"output_dir={tmp_path}", "algo.total_steps=3", RULE_REWARD, "checkpoint.resume=auto")
+    code, out = hair_ray(
+        "train", "-c", TINY, f"output_dir={tmp_path}", "algo.total_steps=3", RULE_REWARD, "checkpoint.resume=auto"
+    )
     assert code == EXIT_CHECKPOINT
     assert "is at step 4, past algo.total_steps = 3: raise algo.total_steps" in out
 
 
 def test_resuming_a_step_that_does_not_exist_lists_the_ones_that_do(tmp_path):
     earlier_run(tmp_path)
-    code, out = hair_ray("train", "-c", TINY, f"output_dir={tmp_path}", "algo.total_steps=4", RULE_REWARD, "checkpoint.resume=step-000003")
+    code, out = hair_ray(
+        "train", "-c", TINY, f"output_dir={tmp_path}", "algo.total_steps=4", RULE_REWARD, "checkpoint.resume=step-000003"
+    )
     assert code == EXIT_CHECKPOINT
     assert "no such checkpoint folder" in out and "'auto', 'never' or a step-NNNNNN folder" in out
 
@@ -298,20 +313,35 @@ def test_every_problem_is_listed_and_the_first_decides_the_exit_code(tmp_path):
 
 
 def test_placement_is_checked_against_a_given_cluster_size(tmp_path):
-    code, out = hair_ray("config", "check", "--no-local", "-c", "jobs/qwen2_7b_8gpu.yaml", "--nodes", "1", "--cpus", "2", "--gpus", "0")
+    code, out = hair_ray(
+        "config", "check", "--no-local", "-c", "jobs/qwen2_7b_8gpu.yaml", "--nodes", "1", "--cpus", "2", "--gpus", "0"
+    )
     assert code == EXIT_CLUSTER and "the plan needs 8 GPUs" in out and "but the cluster has 0" in out
-    code, out = hair_ray("config", "check", "--no-local", "-c", "jobs/qwen2_7b_8gpu.yaml", "--nodes", "1", "--cpus", "64", "--gpus", "8")
+    code, out = hair_ray(
+        "config", "check", "--no-local", "-c", "jobs/qwen2_7b_8gpu.yaml", "--nodes", "1", "--cpus", "64", "--gpus", "8"
+    )
     assert code == 0 and "placement fits 1 × {CPU: 64, GPU: 8}" in out
 
 
 def test_colocated_tensor_parallel_rollout_is_refused_on_cpu_too():
-    code, out = hair_ray("config", "check", "--no-local", "-c", TINY, "placement.strategy=colocated",
-                         "rollout.tensor_parallel_size=2", "--cpus", "8")
+    code, out = hair_ray(
+        "config",
+        "check",
+        "--no-local",
+        "-c",
+        TINY,
+        "placement.strategy=colocated",
+        "rollout.tensor_parallel_size=2",
+        "--cpus",
+        "8",
+    )
     assert code == EXIT_CLUSTER and "rollout.tensor_parallel_size must be 1 (got 2)" in out
 
 
 def test_a_policy_path_that_does_not_exist_is_not_sent_to_the_hub(tmp_path):
-    code, out = hair_ray("config", "check", "-c", TINY, f"output_dir={tmp_path}", "policy.name_or_path=./no/such/model", RULE_REWARD)
+    code, out = hair_ray(
+        "config", "check", "-c", TINY, f"output_dir={tmp_path}", "policy.name_or_path=./no/such/model", RULE_REWARD
+    )
     assert code == EXIT_INPUT and "model folder ./no/such/model does not exist" in out and "download" not in out
 
 
@@ -328,8 +358,12 @@ def test_training_records_of_another_taxonomy_are_named_by_line(tmp_path):
     from hair_ray.data.records import read_records
 
     path = tmp_path / "train.jsonl"
-    path.write_text(json.dumps({"id": 1, "category": "insult", "prompt": "p", "text": "t"}) + "\n"
-                    + json.dumps({"id": 2, "category": "violence", "prompt": "p", "text": "t"}) + "\n")
+    path.write_text(
+        json.dumps({"id": 1, "category": "insult", "prompt": "p", "text": "t"})
+        + "\n"
+        + json.dumps({"id": 2, "category": "violence", "prompt": "p", "text": "t"})
+        + "\n"
+    )
     with pytest.raises(ValueError, match=rf"{path}:2: category 'violence' is not one of the seven"):
         read_records(path)
 
@@ -338,7 +372,7 @@ def test_a_dataset_that_is_not_utf8_is_named_by_line(tmp_path):
     from hair_ray.data.records import read_records
 
     path = tmp_path / "train.jsonl"
-    path.write_bytes(json.dumps({"id": 1, "category": "insult", "prompt": "p", "text": "t"}).encode() + b"\n{\"id\": \"\xff\"}\n")
+    path.write_bytes(json.dumps({"id": 1, "category": "insult", "prompt": "p", "text": "t"}).encode() + b'\n{"id": "\xff"}\n')
     with pytest.raises(ValueError, match=rf"{path}:2: not UTF-8 text"):
         read_records(path)
 

@@ -53,7 +53,7 @@ def png_size(path) -> tuple[int, int]:
 def test_report_writes_a_png_and_a_table(tmp_path):
     run_dir = tmp_path / "run"
     write_run(run_dir)
-    console = Console(record=True, width=160, file=open("/dev/null", "w"))
+    console = Console(record=True, width=160, file=io.StringIO())
     png = build_report(run_dir, console=console)
     assert png == run_dir / "report.png"
     width, height = png_size(png)

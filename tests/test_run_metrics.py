@@ -20,12 +20,24 @@ REFUSED = [False, True, True, False]  # the judge's verdicts on the four respons
 
 def test_step_metrics_hand_computed():
     rewards = [1.0, 0.0, 2.0, 4.0]
-    advantages = grpo_s_advantages(torch.tensor(rewards), torch.tensor([0, 0, 1, 1]),
-                                   alpha_d=None, demo_rewards=None,
-                                   use_data_hardness=False, use_model_responsiveness=False)
+    advantages = grpo_s_advantages(
+        torch.tensor(rewards),
+        torch.tensor([0, 0, 1, 1]),
+        alpha_d=None,
+        demo_rewards=None,
+        use_data_hardness=False,
+        use_model_responsiveness=False,
+    )
     metrics = step_metrics(
-        owners=OWNERS, samples=SAMPLES, refused=REFUSED, rewards=rewards, advantages=advantages,
-        alpha=None, learner={"learner/kl": 0.01}, timing={"generate": 3.0, "update": 1.0}, weights_version=4,
+        owners=OWNERS,
+        samples=SAMPLES,
+        refused=REFUSED,
+        rewards=rewards,
+        advantages=advantages,
+        alpha=None,
+        learner={"learner/kl": 0.01},
+        timing={"generate": 3.0, "update": 1.0},
+        weights_version=4,
         group_ids=[0, 0, 1, 1],
     )
     assert metrics["reward/mean"] == pytest.approx(1.75)
@@ -71,8 +83,16 @@ SCALED = GRPOSAdvantages(
 def _scaled_metrics(**kwargs) -> dict[str, float]:
     samples = [{"token_ids": [1, 2], "finish_reason": "stop"}] * 6
     return step_metrics(
-        owners=SCALED_OWNERS, samples=samples, refused=[False] * 6, rewards=[1.0, 0.0, 2.0, 2.0, 1.0, 0.0],
-        advantages=SCALED, alpha=None, learner={}, timing={"update": 1.0}, weights_version=1, **kwargs,
+        owners=SCALED_OWNERS,
+        samples=samples,
+        refused=[False] * 6,
+        rewards=[1.0, 0.0, 2.0, 2.0, 1.0, 0.0],
+        advantages=SCALED,
+        alpha=None,
+        learner={},
+        timing={"update": 1.0},
+        weights_version=1,
+        **kwargs,
     )
 
 
@@ -90,4 +110,3 @@ def test_step_metrics_scaling_effect_hand_computed():
     merged = _scaled_metrics(group_ids=[7, 7, 7, 7, 3, 3])
     assert merged["hardness/alpha_m_active_fraction"] == pytest.approx(0.5)
     assert merged["hardness/relative_change"] == pytest.approx(0.625)  # per sample: unchanged
-

@@ -47,16 +47,27 @@ def test_resolve_wandb_mode(mode, env, expected):
 
 
 def test_format_progress_is_one_line_with_the_headline_numbers():
-    line = format_progress(12, 100, {"reward/mean": 0.41234, "learner/kl": 0.0031, "alpha_d/mean": 1.02,
-                                     "hardness/relative_change": 0.051, "timing/step": 4.31, "reward/mean/insult": 9.0})
+    line = format_progress(
+        12,
+        100,
+        {
+            "reward/mean": 0.41234,
+            "learner/kl": 0.0031,
+            "alpha_d/mean": 1.02,
+            "hardness/relative_change": 0.051,
+            "timing/step": 4.31,
+            "reward/mean/insult": 9.0,
+        },
+    )
     # The α means are ≈ 1 by construction; the line shows how much the scaling changed A.
     assert line == "step 12/100 · reward 0.4123 · kl 0.0031 · |ΔA|/|Â| 0.051 · 4.31 s/step"
     assert format_progress(3, None, {}) == "step 3"
 
 
 def test_clean_metrics_makes_json_safe_flat_values():
-    cleaned = clean_metrics({"a": torch.tensor(1.5), "b": np.float32(2.0), "c": float("nan"),
-                             "timing": {"generate": 3}, "flag": True})
+    cleaned = clean_metrics(
+        {"a": torch.tensor(1.5), "b": np.float32(2.0), "c": float("nan"), "timing": {"generate": 3}, "flag": True}
+    )
     assert cleaned == {"a": 1.5, "b": 2.0, "c": None, "timing/generate": 3, "flag": 1}
     json.dumps(cleaned, allow_nan=False)
 

@@ -4,7 +4,7 @@ Pure tensor functions (no Ray, no I/O, no config). Shapes: N sequences (rows), T
 V vocabulary. ``mask`` is 1/True on response tokens and 0/False on prompt and padding; it is
 read as boolean (any non-zero entry is a valid token), never as a weight.
 
-Formulas follow DESIGN.md section 2, Stage C (steps 2 and 6).
+Formulas follow docs/architecture.md §1, stage C (steps 2 and 6).
 """
 
 from __future__ import annotations
@@ -71,8 +71,8 @@ def _safe_div(num: Tensor, den: Tensor | float) -> Tensor:
 
 
 class _Groups(NamedTuple):
-    index: Tensor  # [N] long, dense group index 0..G-1 of each sample
-    count: Tensor  # [G] samples per group (float, in the values' dtype)
+    of_sample: Tensor  # [N] long, dense group index 0..G-1 of each sample
+    size: Tensor  # [G] samples per group (float, in the values' dtype)
     num_groups: int
 
 
@@ -81,18 +81,18 @@ def _groups(group_ids: Tensor, dtype: torch.dtype) -> _Groups:
     uniq, index = torch.unique(group_ids, return_inverse=True)
     count = torch.zeros(uniq.numel(), dtype=dtype, device=group_ids.device)
     count.index_add_(0, index, torch.ones_like(index, dtype=dtype))
-    return _Groups(index=index, count=count, num_groups=uniq.numel())
+    return _Groups(of_sample=index, size=count, num_groups=uniq.numel())
 
 
 def _group_sum(values: Tensor, groups: _Groups) -> Tensor:
     """[N] -> [G]: per-group sum (index_add, no Python loop over groups)."""
     out = torch.zeros(groups.num_groups, dtype=values.dtype, device=values.device)
-    return out.index_add(0, groups.index, values)
+    return out.index_add(0, groups.of_sample, values)
 
 
 def _group_mean(values: Tensor, groups: _Groups) -> Tensor:
     """[N] -> [G]: per-group mean."""
-    return _group_sum(values, groups) / groups.count
+    return _group_sum(values, groups) / groups.size
 
 
 def _group_is_constant(values: Tensor, groups: _Groups) -> Tensor:
@@ -102,8 +102,8 @@ def _group_is_constant(values: Tensor, groups: _Groups) -> Tensor:
     in the last bit, which would give a tiny non-zero std and a spurious ±1/eps-scaled advantage.
     """
     init = torch.zeros(groups.num_groups, dtype=values.dtype, device=values.device)
-    hi = init.scatter_reduce(0, groups.index, values, reduce="amax", include_self=False)
-    lo = init.scatter_reduce(0, groups.index, values, reduce="amin", include_self=False)
+    hi = init.scatter_reduce(0, groups.of_sample, values, reduce="amax", include_self=False)
+    lo = init.scatter_reduce(0, groups.of_sample, values, reduce="amin", include_self=False)
     return hi == lo
 
 
@@ -135,13 +135,13 @@ def group_advantages(rewards: Tensor, group_ids: Tensor, eps: float = 1e-6) -> G
     rewards = _as_float(rewards)
     groups = _groups(group_ids, rewards.dtype)
     mean = _group_mean(rewards, groups)
-    centred = rewards - mean[groups.index]
+    centred = rewards - mean[groups.of_sample]
     # n − 1 clamped to 1: a size-1 group is constant and zeroed below anyway.
-    var = _group_sum(centred * centred, groups) / (groups.count - 1).clamp_min(1)
+    var = _group_sum(centred * centred, groups) / (groups.size - 1).clamp_min(1)
     std = var.sqrt()
     constant = _group_is_constant(rewards, groups)
-    zero_variance = constant[groups.index]
-    adv = centred / (std[groups.index] + eps)
+    zero_variance = constant[groups.of_sample]
+    adv = centred / (std[groups.of_sample] + eps)
     adv = torch.where(zero_variance, torch.zeros_like(adv), adv)
     return GroupAdvantages(adv, zero_variance, int(constant.sum().item()))
 
@@ -259,7 +259,7 @@ def grpo_loss(
     num_tokens: float | Tensor | None = None,
     num_sequences: float | Tensor | None = None,
 ) -> LossOutput:
-    """GRPO / GRPO-S loss (DESIGN.md Stage C step 6), per token t of response i:
+    """GRPO / GRPO-S loss (docs/architecture.md §1, stage C step 6), per token t of response i:
 
         L = − [ min(ρ A_i, clip(ρ, 1 − ε_low, 1 + ε_high) A_i) − β · KL_k(π_θ ‖ π_ref) ]
 
@@ -267,9 +267,7 @@ def grpo_loss(
     None; when a reference is given the KL metric is still reported (monitoring plain GRPO).
     Metrics are detached 0-dim tensors (no .item(): no device sync in the learner's hot loop).
     """
-    objective, clipped = clipped_policy_objective(
-        logp, old_logp, advantages, mask, clip_low, clip_high
-    )
+    objective, clipped = clipped_policy_objective(logp, old_logp, advantages, mask, clip_low, clip_high)
     policy_term = -objective
 
     def agg(x: Tensor) -> Tensor:
@@ -332,8 +330,5 @@ def token_logprobs(logits: Tensor, tokens: Tensor) -> Tensor:
         picked = logits.gather(-1, index).squeeze(-1)
         log_z = torch.stack([torch.logsumexp(row, dim=-1) for row in logits])
         return picked - log_z
-    rows = [
-        torch.log_softmax(row.float(), dim=-1).gather(-1, idx).squeeze(-1)
-        for row, idx in zip(logits, index)
-    ]
+    rows = [torch.log_softmax(row.float(), dim=-1).gather(-1, idx).squeeze(-1) for row, idx in zip(logits, index)]
     return torch.stack(rows)

@@ -1,4 +1,4 @@
-"""HAIR hardness weights and the GRPO-S advantage (DESIGN.md section 2, Stage C steps 3-5).
+"""HAIR hardness weights and the GRPO-S advantage (docs/architecture.md §1, stage C steps 3-5).
 
 Pure tensor functions. B samples (responses) over many prompt groups at once, told apart by
 ``group_ids`` (arbitrary integers, ragged groups). Per-response inputs that belong to the prompt
@@ -14,11 +14,11 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from hair_ray.algo.grpo import (
-    _Groups,
     _as_float,
     _group_is_constant,
     _group_mean,
     _group_sum,
+    _Groups,
     _groups,
     _safe_div,
     group_advantages,
@@ -51,9 +51,7 @@ class DataHardness(NamedTuple):
     delta: Tensor  # [B] δ = 1 − W
 
 
-def piece_similarity(
-    response_emb: Tensor, response_mask: Tensor, demo_emb: Tensor, demo_mask: Tensor
-) -> Tensor:
+def piece_similarity(response_emb: Tensor, response_mask: Tensor, demo_emb: Tensor, demo_mask: Tensor) -> Tensor:
     """W_i = (1/K_i) Σ_k max_l cos(Φ(S^k), Φ(S̃^l)) over valid pieces only, [B].
 
     Each response piece is matched with its closest demonstration piece; W is the mean best
@@ -91,7 +89,7 @@ def data_hardness(
     w = piece_similarity(response_emb, response_mask, demo_emb, demo_mask)
     delta = 1.0 - w
     groups = _groups(group_ids, delta.dtype)
-    delta_bar = _group_mean(delta, groups)[groups.index]
+    delta_bar = _group_mean(delta, groups)[groups.of_sample]
     alpha = torch.sigmoid(delta) / torch.sigmoid(delta_bar)
     return DataHardness(alpha=alpha, similarity=w, delta=delta)
 
@@ -115,15 +113,15 @@ def _keep_gaps(gap: Tensor, groups: _Groups, tau: float, tau_mode: TauMode) -> T
     A zero-variance group keeps every sample (exactly, not through float round-off).
     """
     mean = _group_mean(gap, groups)
-    sq_dev = (gap - mean[groups.index]) ** 2
+    sq_dev = (gap - mean[groups.of_sample]) ** 2
     if tau_mode == "relative":
         var = _group_mean(sq_dev, groups)  # population variance: divide by n, not n − 1
-        keep = sq_dev <= tau * var[groups.index]
+        keep = sq_dev <= tau * var[groups.of_sample]
     elif tau_mode == "absolute":
         keep = sq_dev <= tau
     else:
         raise ValueError(f"unknown tau_mode {tau_mode!r}; expected 'relative' or 'absolute'")
-    constant = _group_is_constant(gap, groups)[groups.index]
+    constant = _group_is_constant(gap, groups)[groups.of_sample]
     return keep | constant
 
 
@@ -162,11 +160,11 @@ def model_responsiveness(
     log_alpha = F.logsigmoid(mean_kept) - F.logsigmoid(mean_all)
     # Nothing filtered (or nothing kept): the ratio is 1 by definition; set it exactly, since the
     # two means may differ in the last bit (index_add order is not fixed on GPU).
-    no_change = (kept_count == groups.count) | (kept_count == 0)
+    no_change = (kept_count == groups.size) | (kept_count == 0)
     alpha = torch.where(no_change, torch.ones_like(log_alpha), torch.exp(log_alpha))
     if alpha_clip is not None:
         alpha = alpha.clamp(1.0 / alpha_clip, alpha_clip)
-    return ModelResponsiveness(alpha=alpha[groups.index], kept=keep, gap=gap)
+    return ModelResponsiveness(alpha=alpha[groups.of_sample], kept=keep, gap=gap)
 
 
 # --------------------------------------------------------------------------------------------

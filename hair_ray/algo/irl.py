@@ -1,4 +1,4 @@
-"""IRL maths for the shadow reward models (DESIGN.md section 2, Stage B), plus their metrics.
+"""IRL maths for the shadow reward models (docs/architecture.md §1, stage B), plus their metrics.
 
 Max-likelihood IRL reduces in practice to a Bradley-Terry loss that prefers the demonstration
 y over the reference policy's own sample ỹ for the same prompt x:
@@ -85,8 +85,7 @@ def auroc(scores: Tensor, positives: Tensor) -> Tensor:
     """
     if scores.dim() != 1 or scores.shape != positives.shape:
         raise ValueError(
-            f"scores and positives must be 1-D of the same length; got {tuple(scores.shape)} "
-            f"and {tuple(positives.shape)}"
+            f"scores and positives must be 1-D of the same length; got {tuple(scores.shape)} and {tuple(positives.shape)}"
         )
     pos = scores[positives.bool()].to(torch.float64)
     neg = scores[~positives.bool()].to(torch.float64)

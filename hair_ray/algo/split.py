@@ -1,4 +1,4 @@
-"""Rule-based sub-sentence splitter for data hardness (DESIGN.md Stage C step 3).
+"""Rule-based sub-sentence splitter for data hardness (docs/architecture.md §1, stage C step 3).
 
 A response o_i and a demonstration y_q are cut into sub-sentences {S^k}, {S̃^l}, each embedded
 on its own. Rules, in order:
@@ -57,10 +57,7 @@ def _chunk_words(piece: str, max_words: int) -> list[str]:
     spans = [m.span() for m in _WORD.finditer(piece)]
     if len(spans) <= max_words:
         return [piece]
-    return [
-        piece[spans[i][0] : spans[min(i + max_words, len(spans)) - 1][1]]
-        for i in range(0, len(spans), max_words)
-    ]
+    return [piece[spans[i][0] : spans[min(i + max_words, len(spans)) - 1][1]] for i in range(0, len(spans), max_words)]
 
 
 def _pieces_of_line(line: str) -> list[str]:

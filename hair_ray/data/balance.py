@@ -108,9 +108,7 @@ def split_sizes(n: int, fractions: SplitFractions) -> dict[str, int]:
     return {"train": n - val - test, "val": val, "test": test}
 
 
-def split_by_category(
-    by_category: dict[Category, Sequence[T]], fractions: SplitFractions, seed: int
-) -> dict[str, list[T]]:
+def split_by_category(by_category: dict[Category, Sequence[T]], fractions: SplitFractions, seed: int) -> dict[str, list[T]]:
     """Stratified split: every category is cut with the same sizes, then each split is shuffled."""
     splits: dict[str, list[T]] = {name: [] for name in SPLITS}
     for category in CATEGORIES:

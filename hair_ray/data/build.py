@@ -49,6 +49,7 @@ from hair_ray.data.teachers import (
     make_teacher,
     request_seed,
 )
+from hair_ray.fingerprint import json_fingerprint
 
 log = logging.getLogger("hair_ray.data")
 
@@ -71,8 +72,7 @@ class BuildResult:
 
 def data_config_hash(cfg: DataConfig) -> str:
     """Hash of the data section only: a policy or trainer change keeps the dataset's hash."""
-    canonical = json.dumps(cfg.model_dump(mode="json"), sort_keys=True)
-    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+    return json_fingerprint(cfg.model_dump(mode="json"))
 
 
 def row_key(row: PromptRow) -> str:
@@ -148,8 +148,7 @@ def _check_unique_ids(rows: list[PromptRow]) -> None:
     for row in rows:
         if row.id in seen:
             raise BuildError(
-                f"record id {row.id!r} comes twice ({seen[row.id]} and {row.where}); "
-                "give the sources distinct `name`s or ids"
+                f"record id {row.id!r} comes twice ({seen[row.id]} and {row.where}); give the sources distinct `name`s or ids"
             )
         seen[row.id] = row.where
 
@@ -206,9 +205,7 @@ def judge(reply: TeacherReply, row: PromptRow) -> tuple[dict[str, Any] | None, l
 
 
 # Failures of the transport, not of the teacher's text: a re-run asks those prompts again.
-TRANSIENT_REASONS = frozenset(
-    {"connection_error", "timeout", "http_429", "http_500", "http_502", "http_503", "http_504"}
-)
+TRANSIENT_REASONS = frozenset({"connection_error", "timeout", "http_429", "http_500", "http_502", "http_503", "http_504"})
 
 
 def _transient(failed: list[list[str]]) -> bool:
@@ -255,7 +252,7 @@ class PartialLog:
     def append(self, entry: dict[str, Any]) -> None:
         if self._handle is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._handle = open(self.path, "a", encoding="utf-8")
+            self._handle = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - kept open across appends, closed by close()
         self._handle.write(json.dumps(entry, ensure_ascii=False) + "\n")
         self._handle.flush()
         self._since_sync += 1
@@ -354,8 +351,7 @@ class DemoCollector:
                 teacher.close()
         # Pool order, not arrival order: which records are kept does not depend on timing.
         return {
-            c: [self.accepted[c][k] for k in (row_key(r) for r in self.pools[c]) if k in self.accepted[c]]
-            for c in CATEGORIES
+            c: [self.accepted[c][k] for k in (row_key(r) for r in self.pools[c]) if k in self.accepted[c]] for c in CATEGORIES
         }
 
     def _run_teacher(self, teacher: Any, cached: dict[str, dict[str, Any]]) -> None:

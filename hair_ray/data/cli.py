@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 from rich import box
@@ -27,10 +27,8 @@ STAGE_NAMES = {"sources": "reading sources", "demonstrations": "demonstrations",
 @data_app.command("build")
 @cli_errors
 def build(
-    config: Annotated[
-        Optional[str], typer.Option("--config", "-c", help="YAML run config (its `data` section).")
-    ] = None,
-    overrides: Annotated[Optional[list[str]], typer.Argument(help="Dotted overrides: data.seed=1")] = None,
+    config: Annotated[str | None, typer.Option("--config", "-c", help="YAML run config (its `data` section).")] = None,
+    overrides: Annotated[list[str] | None, typer.Argument(help="Dotted overrides: data.seed=1")] = None,
 ) -> None:
     """Write train/val/test.jsonl and report.json into data.dataset_dir."""
     from hair_ray.config import load_config
@@ -39,8 +37,12 @@ def build(
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     cfg = load_config(config, overrides or [])
     with Progress(
-        TextColumn("{task.description:<16}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        console=console, transient=False,
+        TextColumn("{task.description:<16}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
     ) as bar:
         tasks: dict[str, Any] = {}
 

@@ -73,11 +73,7 @@ Demonstration:
 def build_teacher_messages(prompt: str, category: Category | str) -> list[dict[str, str]]:
     """The chat messages (system + user) that ask a teacher LLM for one CoD demonstration."""
     category = _as_category(category)
-    user = (
-        f"User prompt: {prompt.strip()}\n"
-        f"Harm category: {category.display_name}\n"
-        "Demonstration:"
-    )
+    user = f"User prompt: {prompt.strip()}\nHarm category: {category.display_name}\nDemonstration:"
     return [
         {"role": "system", "content": _SYSTEM_PROMPT},
         {"role": "user", "content": user},
@@ -282,9 +278,7 @@ def _as_category(category: Category | str) -> Category:
     return category if isinstance(category, Category) else parse_category(category)
 
 
-def make_record(
-    *, id: str, source: str, category: Category | str, prompt: str, demo: CodDemo
-) -> dict[str, Any]:
+def make_record(*, id: str, source: str, category: Category | str, prompt: str, demo: CodDemo) -> dict[str, Any]:
     """A demonstration record: {id, source, category, prompt, drafts, reply, text}."""
     return {
         "id": id,

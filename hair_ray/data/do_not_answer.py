@@ -162,9 +162,5 @@ def mapping_table_markdown() -> str:
     """The table as Markdown (docs/data.md embeds it; a test compares it with MAPPING.md)."""
     lines = ["| types_of_harm | specific_harms | n | HAIR category | fit |", "|---|---|---|---|---|"]
     for row in MAPPING:
-        lines.append(
-            f"| {row.types_of_harm} | {row.specific_harm} | {row.rows} | "
-            f"{row.category.display_name} | {row.fit} |"
-        )
+        lines.append(f"| {row.types_of_harm} | {row.specific_harm} | {row.rows} | {row.category.display_name} | {row.fit} |")
     return "\n".join(lines)
-

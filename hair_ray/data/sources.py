@@ -109,8 +109,12 @@ def load_source(cfg: SourceConfig, *, data_root: str | None = None, max_prompt_c
     reader = _Reader(cfg, data_root, max_prompt_chars)
     loaders[cfg.kind](reader)
     result = SourceResult(
-        name=cfg.source_name, kind=cfg.kind, location=reader.location, rows_read=reader.rows_read,
-        rows=reader.rows, drops=reader.drops,
+        name=cfg.source_name,
+        kind=cfg.kind,
+        location=reader.location,
+        rows_read=reader.rows_read,
+        rows=reader.rows,
+        drops=reader.drops,
     )
     if not result.rows:
         why = f"; dropped: {result.drops.summary()}" if result.drops.counts else ""
@@ -200,7 +204,7 @@ def read_table(path: Path, fmt: str, drops: DropLog) -> tuple[list[str] | None, 
 
 
 def _read_csv(path: Path, drops: DropLog) -> tuple[list[str], Iterator[tuple[str, dict]]]:
-    handle = open(path, encoding="utf-8-sig", newline="")
+    handle = open(path, encoding="utf-8-sig", newline="")  # noqa: SIM115 - the returned rows iterator closes it
     reader = csv.DictReader(handle)
     try:
         header = list(reader.fieldnames or [])
@@ -280,8 +284,7 @@ def load_hub(hf_id: str, **kwargs: Any):
         return datasets.load_dataset(hf_id, **kwargs)
     except Exception as err:  # offline, unknown id, gated, network: all end the same way
         raise SourceError(
-            f"cannot load the Hugging Face dataset {hf_id!r} ({type(err).__name__}: {err}); "
-            "offline runs need a local `path`"
+            f"cannot load the Hugging Face dataset {hf_id!r} ({type(err).__name__}: {err}); offline runs need a local `path`"
         ) from None
 
 
@@ -393,9 +396,7 @@ def _load_safety_prompts(reader: _Reader) -> None:
     if path is not None:
         data = _load_json(path)
         if not isinstance(data, dict):
-            raise SourceError(
-                f"{path}: expected a JSON object keyed by scenario (e.g. 'Insult'), got {type(data).__name__}"
-            )
+            raise SourceError(f"{path}: expected a JSON object keyed by scenario (e.g. 'Insult'), got {type(data).__name__}")
         scenarios = {key: (f"{path}: {key}", value) for key, value in data.items()}
     else:
         hf_id = reader.cfg.resolved_hf_id

@@ -32,8 +32,8 @@ from typing import Any
 
 from hair_ray.categories import Category, parse_category
 from hair_ray.config import TeacherConfig
-from hair_ray.data.cod import MAX_DRAFT_WORDS, build_teacher_messages, format_cod
 from hair_ray.data.balance import normalise_prompt
+from hair_ray.data.cod import MAX_DRAFT_WORDS, build_teacher_messages, format_cod
 from hair_ray.data.sources import DropLog, PromptRow, Response, SourceError, parse_harmful, read_table
 from hair_ray.errors import ServiceError
 
@@ -127,9 +127,7 @@ def usable_responses(responses: Iterable[Response], models: Sequence[str]) -> li
     return own + [by_model[m] for m in models if m in by_model]
 
 
-def import_candidates(
-    row: PromptRow, models: Sequence[str], extra: Mapping[str, Sequence[Response]] | None = None
-) -> list[str]:
+def import_candidates(row: PromptRow, models: Sequence[str], extra: Mapping[str, Sequence[Response]] | None = None) -> list[str]:
     """CoD texts the import teacher offers for a row: its own demonstration first (the seed
     set), then its safe replies, then those from `teacher.import_path` (matched by prompt)."""
     texts = [row.demo.text] if row.demo is not None else []
@@ -265,9 +263,7 @@ class VLLMTeacherUDF:
                 continue
             inputs.append({"prompt_token_ids": ids})
             params.append(
-                SamplingParams(
-                    n=self.attempts, temperature=self.temperature, max_tokens=self.max_new_tokens, seed=int(seed)
-                )
+                SamplingParams(n=self.attempts, temperature=self.temperature, max_tokens=self.max_new_tokens, seed=int(seed))
             )
             slots.append(i)
         if inputs:
@@ -418,7 +414,7 @@ class HttpTeacher:
             if code in REFUSING_STATUSES:
                 self._refused = code
             raise _CallError(f"http_{code}", retry=code == 429 or code >= 500) from None
-        except (TimeoutError, socket.timeout):
+        except TimeoutError:
             raise _CallError("timeout", retry=True) from None
         except urllib.error.URLError as err:
             if isinstance(err.reason, (TimeoutError, socket.timeout)):
@@ -501,8 +497,10 @@ class HttpTeacher:
             hint = f"check the API key in ${self.cfg.api_key_env}" + ("" if self._api_key else " (it is not set)")
         else:
             hint = f"check data.teacher.base_url ({self.cfg.base_url}) and data.teacher.model"
-        return (f"the teacher endpoint {self.url} refused the request with HTTP {code}: {hint}. "
-                "Finished demonstrations are kept: re-run the build to resume.")
+        return (
+            f"the teacher endpoint {self.url} refused the request with HTTP {code}: {hint}. "
+            "Finished demonstrations are kept: re-run the build to resume."
+        )
 
     def close(self) -> None:
         pass

@@ -153,7 +153,9 @@ def _local_path(spec: BenchmarkSpec, data_root: str | None, dataset_dir: str | N
     return path if path.is_absolute() or data_root is None else Path(data_root) / path
 
 
-def _rows(name: str, spec: BenchmarkSpec, path: Path | None, drops: DropLog) -> tuple[str, str, list[str] | None, list[tuple[str, dict]]]:
+def _rows(
+    name: str, spec: BenchmarkSpec, path: Path | None, drops: DropLog
+) -> tuple[str, str, list[str] | None, list[tuple[str, dict]]]:
     """(location, sha256, header, rows) from the local file, else from the hub."""
     if path is not None and path.is_file():
         try:
@@ -192,7 +194,9 @@ def load_benchmark(
     subset (the same rows every time, spread over the file's categories)."""
     drops = DropLog()
     location, digest, header, rows = _rows(name, spec, _local_path(spec, data_root, dataset_dir), drops)
-    columns = [c for c in (spec.prompt_column, spec.id_column, spec.category_column, spec.label_column, spec.reference_column) if c]
+    columns = [
+        c for c in (spec.prompt_column, spec.id_column, spec.category_column, spec.label_column, spec.reference_column) if c
+    ]
     if header is not None:
         try:
             require_columns(location, header, columns)

@@ -41,8 +41,9 @@ class Evaluator:
         self.config = config
         specs = resolve_benchmarks(config.benchmarks, config.definitions)
         self.benchmarks: list[Benchmark] = [
-            load_benchmark(name, spec, data_root=config.data_root, dataset_dir=dataset_dir,
-                           max_prompts=config.max_prompts_per_benchmark)
+            load_benchmark(
+                name, spec, data_root=config.data_root, dataset_dir=dataset_dir, max_prompts=config.max_prompts_per_benchmark
+            )
             for name, spec in specs.items()
         ]
         self.judge = judge if judge is not None else make_judge(config.judge)
@@ -71,24 +72,38 @@ class Evaluator:
 
         started = time.perf_counter()
         samples = engines.generate(
-            workers, prompt_ids, max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
-            samples_per_prompt=cfg.samples_per_prompt, seed=cfg.seed, timeout_s=timeout_s,
+            workers,
+            prompt_ids,
+            max_new_tokens=cfg.max_new_tokens,
+            temperature=cfg.temperature,
+            samples_per_prompt=cfg.samples_per_prompt,
+            seed=cfg.seed,
+            timeout_s=timeout_s,
         )
         seconds["generate"] = time.perf_counter() - started
 
         rows = []
         for (benchmark, prompt), group in zip(items, samples, strict=True):
             for index, sample in enumerate(group):
-                rows.append({
-                    "policy": label, "benchmark": benchmark, "id": prompt.id, "category": prompt.category,
-                    "expect": prompt.expect, "sample": index, "prompt": prompt.prompt,
-                    "response": tokenizer.decode(sample["token_ids"], skip_special_tokens=True),
-                    "response_tokens": len(sample["token_ids"]), "finish_reason": sample["finish_reason"],
-                })
+                rows.append(
+                    {
+                        "policy": label,
+                        "benchmark": benchmark,
+                        "id": prompt.id,
+                        "category": prompt.category,
+                        "expect": prompt.expect,
+                        "sample": index,
+                        "prompt": prompt.prompt,
+                        "response": tokenizer.decode(sample["token_ids"], skip_special_tokens=True),
+                        "response_tokens": len(sample["token_ids"]),
+                        "finish_reason": sample["finish_reason"],
+                    }
+                )
 
         started = time.perf_counter()
         verdicts = self.judge.judge(
-            [r["prompt"] for r in rows], [r["response"] for r in rows],
+            [r["prompt"] for r in rows],
+            [r["response"] for r in rows],
             ["harmful" if r["expect"] == "refuse" else "benign" for r in rows],
         )
         for row, verdict in zip(rows, verdicts, strict=True):

@@ -11,7 +11,7 @@ shipped classifier with `--out hair_ray/eval/judges/refusal_classifier` (docs/ju
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
@@ -39,9 +39,19 @@ def validation_table(metrics: dict[str, Any], models: list[str], title: str):
     from rich import box
     from rich.table import Table
 
-    table = Table(title=title, box=box.SIMPLE_HEAD, caption="refusal = action 0 or 4 (positive class); acc034: refusal = 0, 3 or 4")
-    for name, justify in (("judge", "left"), ("model", "left"), ("rows", "right"), ("refusals", "right"),
-                          ("acc", "right"), ("prec", "right"), ("recall", "right"), ("acc034", "right")):
+    table = Table(
+        title=title, box=box.SIMPLE_HEAD, caption="refusal = action 0 or 4 (positive class); acc034: refusal = 0, 3 or 4"
+    )
+    for name, justify in (
+        ("judge", "left"),
+        ("model", "left"),
+        ("rows", "right"),
+        ("refusals", "right"),
+        ("acc", "right"),
+        ("prec", "right"),
+        ("recall", "right"),
+        ("acc034", "right"),
+    ):
         table.add_column(name, justify=justify)
     main, alt = metrics["main"], metrics["alt_034"]
     for judge in main:
@@ -50,8 +60,17 @@ def validation_table(metrics: dict[str, Any], models: list[str], title: str):
             style = "bold" if model == "pooled" else None
             # No human refusals (AlpacaEval): precision is 0 or undefined whatever the judge does.
             precision = m["precision"] if m["refusals"] else None
-            table.add_row(judge, model, str(m["n"]), str(m["refusals"]), _fmt(m["accuracy"]), _fmt(precision),
-                          _fmt(m["recall"]), _fmt(a["accuracy"]), style=style)
+            table.add_row(
+                judge,
+                model,
+                str(m["n"]),
+                str(m["refusals"]),
+                _fmt(m["accuracy"]),
+                _fmt(precision),
+                _fmt(m["recall"]),
+                _fmt(a["accuracy"]),
+                style=style,
+            )
         table.add_section()
     return table
 
@@ -73,12 +92,15 @@ def lomo_table(lomo: dict[str, Any]):
 def train(
     data_root: Annotated[str, typer.Option(help="Folder holding do-not-answer/ and alpaca-eval/.")],
     out: Annotated[str, typer.Option(help="Artifact folder, written atomically.")] = DEFAULT_OUT,
-    val_models: Annotated[Optional[list[str]], typer.Option(help="Held-out answering models (repeat or comma-separate); default ChatGPT, vicuna-7b, text_davinci_003.")] = None,
+    val_models: Annotated[
+        list[str] | None,
+        typer.Option(help="Held-out answering models (repeat or comma-separate); default ChatGPT, vicuna-7b, text_davinci_003."),
+    ] = None,
     epochs: Annotated[int, typer.Option(min=1, help="Full-batch training steps of the head.")] = 300,
     hidden: Annotated[int, typer.Option(min=0, help="Hidden units of the head (0: logistic regression).")] = 128,
     seed: Annotated[int, typer.Option(help="Seed of the head's initialisation and dropout.")] = 0,
     lomo: Annotated[bool, typer.Option("--lomo/--no-lomo", help="Also report leave-one-model-out accuracy.")] = True,
-    max_rows_per_model: Annotated[Optional[int], typer.Option(min=1, help="An evenly spaced subset per model (quick runs).")] = None,
+    max_rows_per_model: Annotated[int | None, typer.Option(min=1, help="An evenly spaced subset per model (quick runs).")] = None,
 ) -> None:
     """Train the refusal classifier on all answering models but the held-out ones; print the validation table."""
     import os
@@ -89,17 +111,28 @@ def train(
     from hair_ray.eval.judge_train import DEFAULT_VAL_MODELS, TrainSettings, train_classifier
 
     console = Console()
-    settings = TrainSettings(epochs=epochs, hidden=hidden, seed=seed, leave_one_model_out=lomo,
-                             max_rows_per_model=max_rows_per_model)
-    meta = train_classifier(data_root, out, _models(val_models) or DEFAULT_VAL_MODELS, settings,
-                            log=lambda message: console.print(f"[dim]{message}[/dim]"))
+    settings = TrainSettings(
+        epochs=epochs, hidden=hidden, seed=seed, leave_one_model_out=lomo, max_rows_per_model=max_rows_per_model
+    )
+    meta = train_classifier(
+        data_root,
+        out,
+        _models(val_models) or DEFAULT_VAL_MODELS,
+        settings,
+        log=lambda message: console.print(f"[dim]{message}[/dim]"),
+    )
     validation = meta["validation"]
-    console.print(validation_table(validation["metrics"], validation["models"],
-                                   f"held-out answering models, threshold {validation['threshold']}"))
+    console.print(
+        validation_table(
+            validation["metrics"], validation["models"], f"held-out answering models, threshold {validation['threshold']}"
+        )
+    )
     if meta["leave_one_model_out"]:
         console.print(lomo_table(meta["leave_one_model_out"]))
-    console.print(f"training accuracy {meta['training']['accuracy']:.3f} on {meta['training']['rows']} rows "
-                  f"({', '.join(meta['training']['models'])}); artifact: {out}")
+    console.print(
+        f"training accuracy {meta['training']['accuracy']:.3f} on {meta['training']['rows']} rows "
+        f"({', '.join(meta['training']['models'])}); artifact: {out}"
+    )
 
 
 @judge_app.command()
@@ -107,8 +140,10 @@ def train(
 def check(
     data_root: Annotated[str, typer.Option(help="Folder holding do-not-answer/ and alpaca-eval/.")],
     judge: Annotated[str, typer.Option(help="keyword or classifier.")] = "classifier",
-    classifier_dir: Annotated[Optional[str], typer.Option(help="A folder from `train` (default: the shipped classifier).")] = None,
-    val_models: Annotated[Optional[list[str]], typer.Option(help="Answering models to check on (default: the classifier's held-out ones).")] = None,
+    classifier_dir: Annotated[str | None, typer.Option(help="A folder from `train` (default: the shipped classifier).")] = None,
+    val_models: Annotated[
+        list[str] | None, typer.Option(help="Answering models to check on (default: the classifier's held-out ones).")
+    ] = None,
     threshold: Annotated[float, typer.Option(min=0.0, max=1.0, help="Classifier: P(refusal) at or above it refuses.")] = 0.5,
 ) -> None:
     """Agreement of a judge with the human labels on held-out answering models (beside the keyword rule and is_refusal)."""
@@ -128,7 +163,9 @@ def check(
     title = f"{judge} judge against the human labels" + (f", threshold {threshold}" if judge == "classifier" else "")
     console.print(validation_table(result["metrics"], result["models"], title))
     if result["trained_on_validation_models"]:
-        console.print(f"[yellow]warning: the classifier was trained on {', '.join(result['trained_on_validation_models'])}: "
-                      "those numbers are not held out[/yellow]")
+        console.print(
+            f"[yellow]warning: the classifier was trained on {', '.join(result['trained_on_validation_models'])}: "
+            "those numbers are not held out[/yellow]"
+        )
     if result["data_matches_training"] is False:
         console.print("[yellow]warning: these data files differ from the ones the classifier was validated on[/yellow]")

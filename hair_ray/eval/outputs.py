@@ -19,8 +19,11 @@ MARKDOWN_FILE = "eval.md"
 
 # (metric key, label in the table and figure; what a lower/higher value means is in the docs)
 RATE_METRICS = (("refusal_rate", "refusal (harmful)"), ("over_refusal_rate", "over-refusal (benign)"))
-MEAN_METRICS = (("strongreject_score", "StrongREJECT score"), ("shadow_reward", "shadow reward"),
-                ("reference_loglik", "reference log-lik/token"))
+MEAN_METRICS = (
+    ("strongreject_score", "StrongREJECT score"),
+    ("shadow_reward", "shadow reward"),
+    ("reference_loglik", "reference log-lik/token"),
+)
 
 
 def write_results(out_dir: str | Path, report: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]) -> Path:

@@ -17,7 +17,14 @@ from hair_ray.categories import CATEGORY_NAMES
 from hair_ray.config import RunConfig
 from hair_ray.eval import engines
 from hair_ray.eval.evaluator import Evaluator, PolicyResult
-from hair_ray.eval.outputs import FIGURE_FILE, MARKDOWN_FILE, comparison_markdown, comparison_table, plot_comparison, write_results
+from hair_ray.eval.outputs import (
+    FIGURE_FILE,
+    MARKDOWN_FILE,
+    comparison_markdown,
+    comparison_table,
+    plot_comparison,
+    write_results,
+)
 from hair_ray.eval.policies import Policy, resolve_policy
 from hair_ray.placement import ClusterResources, PlacementError, cluster_resources_from_ray
 
@@ -44,17 +51,33 @@ def check_resources(config: RunConfig, *, with_reward_models: bool, cluster: Clu
     placement, reward = config.placement, config.reward
     engines_n = config.eval.num_engines
     needs = {
-        "CPU": [(f"engines {engines_n} × {placement.cpus_per_rollout_worker:g}", "eval.num_engines / placement.cpus_per_rollout_worker",
-                 engines_n * placement.cpus_per_rollout_worker)],
-        "GPU": [(f"engines {engines_n} × {placement.gpus_per_rollout_worker:g}", "eval.num_engines / placement.gpus_per_rollout_worker",
-                 engines_n * placement.gpus_per_rollout_worker)],
+        "CPU": [
+            (
+                f"engines {engines_n} × {placement.cpus_per_rollout_worker:g}",
+                "eval.num_engines / placement.cpus_per_rollout_worker",
+                engines_n * placement.cpus_per_rollout_worker,
+            )
+        ],
+        "GPU": [
+            (
+                f"engines {engines_n} × {placement.gpus_per_rollout_worker:g}",
+                "eval.num_engines / placement.gpus_per_rollout_worker",
+                engines_n * placement.gpus_per_rollout_worker,
+            )
+        ],
     }
     if with_reward_models:
         models = len(CATEGORY_NAMES)
-        needs["CPU"].append((f"reward {models} × {placement.cpus_per_reward_model:g}", "placement.cpus_per_reward_model",
-                             models * placement.cpus_per_reward_model))
-        needs["GPU"].append((f"reward {models} × {reward.num_gpus_per_model:g}", "reward.num_gpus_per_model",
-                             models * reward.num_gpus_per_model))
+        needs["CPU"].append(
+            (
+                f"reward {models} × {placement.cpus_per_reward_model:g}",
+                "placement.cpus_per_reward_model",
+                models * placement.cpus_per_reward_model,
+            )
+        )
+        needs["GPU"].append(
+            (f"reward {models} × {reward.num_gpus_per_model:g}", "reward.num_gpus_per_model", models * reward.num_gpus_per_model)
+        )
     have = {"CPU": cluster.total_cpus, "GPU": cluster.total_gpus}
     problems = []
     for resource, terms in needs.items():
@@ -69,7 +92,9 @@ def check_resources(config: RunConfig, *, with_reward_models: bool, cluster: Clu
         raise PlacementError("; ".join(problems))
 
 
-def run_eval(config: RunConfig, policy_specs: list[str], out_dir: str | Path, *, reward_models: str | None = None, console=None) -> dict[str, Any]:
+def run_eval(
+    config: RunConfig, policy_specs: list[str], out_dir: str | Path, *, reward_models: str | None = None, console=None
+) -> dict[str, Any]:
     """Evaluate each policy on `config.eval`'s benchmarks; write the outputs into `out_dir`."""
     import ray
 
@@ -99,7 +124,9 @@ def run_eval(config: RunConfig, policy_specs: list[str], out_dir: str | Path, *,
     try:
         for policy in policies:
             log.info("evaluating %s (%s)", policy.label, policy.path)
-            spec = ModelSpec(name_or_path=policy.path, dtype=config.policy.dtype, trust_remote_code=config.policy.trust_remote_code)
+            spec = ModelSpec(
+                name_or_path=policy.path, dtype=config.policy.dtype, trust_remote_code=config.policy.trust_remote_code
+            )
             tokenizer = load_tokenizer(spec)
             started = time.perf_counter()
             settings = engine_settings(config, max_model_len=rollout.max_prompt_tokens + config.eval.max_new_tokens)

@@ -1,4 +1,4 @@
-"""Text encoders Φ for data hardness (DESIGN.md section 2, Stage C step 3).
+"""Text encoders Φ for data hardness (docs/architecture.md §1, stage C step 3).
 
 One interface, :class:`TextEncoder`: ``encode(texts) -> [n, dim]`` float32, L2-normalised rows,
 on the CPU. Two backends:
@@ -99,9 +99,7 @@ class SentenceTransformerEncoder:
         self._model = SentenceTransformer(resolve_model_path(model_name_or_path), device=str(self.device))
         self._model.eval()
         # get_embedding_dimension is the sentence-transformers >= 6 name; older ones lack it.
-        get_dim = getattr(self._model, "get_embedding_dimension", None) or (
-            self._model.get_sentence_embedding_dimension
-        )
+        get_dim = getattr(self._model, "get_embedding_dimension", None) or (self._model.get_sentence_embedding_dimension)
         self.dim = int(get_dim())
         self.name = f"sentence_transformers:{model_name_or_path}"
 
@@ -241,9 +239,7 @@ def pad_pieces(per_text: Sequence[Tensor], dim: int) -> PieceEmbeddings:
     return PieceEmbeddings(emb=emb, mask=mask)
 
 
-def embed_pieces(
-    encoder: TextEncoder, texts: Sequence[str], max_piece_words: int = 40, batch_size: int = 64
-) -> PieceEmbeddings:
+def embed_pieces(encoder: TextEncoder, texts: Sequence[str], max_piece_words: int = 40, batch_size: int = 64) -> PieceEmbeddings:
     """Split every text into sub-sentences, embed all pieces in one batched call, and pad.
 
     One call for the whole batch (not one per text) keeps the encoder's batches full, which is

@@ -54,9 +54,7 @@ def load_causal_lm(spec: ModelSpec, *, on_gpu: bool = False, **kwargs: Any):
 def _from_pretrained(factory, spec: ModelSpec, **kwargs: Any):
     path = resolve_model_path(spec.name_or_path)
     try:
-        return factory.from_pretrained(
-            path, revision=spec.revision, trust_remote_code=spec.trust_remote_code, **kwargs
-        )
+        return factory.from_pretrained(path, revision=spec.revision, trust_remote_code=spec.trust_remote_code, **kwargs)
     except OSError as exc:
         if Path(path).exists():
             raise

@@ -1,4 +1,4 @@
-"""A shadow reward model r_j(x, y): a backbone plus a scalar head (DESIGN.md section 2, Stage B).
+"""A shadow reward model r_j(x, y): a backbone plus a scalar head (docs/architecture.md §1, stage B).
 
 Pooling, by backbone kind:
 - causal LM (`last_token`): the hidden state of the last non-pad token, found from the
@@ -57,8 +57,20 @@ METADATA_FILE = "reward_model.json"
 
 # Bidirectional encoders: mean pooling. Anything whose architecture is *ForCausalLM: last token.
 ENCODER_MODEL_TYPES = frozenset(
-    {"bert", "roberta", "xlm-roberta", "distilbert", "albert", "electra", "mpnet", "deberta",
-     "deberta-v2", "modernbert", "camembert", "nomic_bert"}
+    {
+        "bert",
+        "roberta",
+        "xlm-roberta",
+        "distilbert",
+        "albert",
+        "electra",
+        "mpnet",
+        "deberta",
+        "deberta-v2",
+        "modernbert",
+        "camembert",
+        "nomic_bert",
+    }
 )
 
 
@@ -181,14 +193,16 @@ def encode_pairs(tokenizer, prompts: list[str], responses: list[str], *, head: H
         tokenizer.truncation_side = "left"
         try:
             return tokenizer(
-                texts, add_special_tokens=add_special, truncation=True, max_length=max_length,
-                padding=True, return_tensors="pt",
+                texts,
+                add_special_tokens=add_special,
+                truncation=True,
+                max_length=max_length,
+                padding=True,
+                return_tensors="pt",
             )
         finally:
             tokenizer.truncation_side = side
-    return tokenizer(
-        prompts, responses, truncation="longest_first", max_length=max_length, padding=True, return_tensors="pt"
-    )
+    return tokenizer(prompts, responses, truncation="longest_first", max_length=max_length, padding=True, return_tensors="pt")
 
 
 def _model_inputs(batch, device: torch.device) -> dict[str, Tensor]:
@@ -222,8 +236,11 @@ def score_pairs(
         for start in range(0, len(order), batch_size):
             chunk = order[start : start + batch_size]
             batch = encode_pairs(
-                tokenizer, [prompts[i] for i in chunk], [responses[i] for i in chunk],
-                head=model.head_kind, max_length_tokens=max_length_tokens,
+                tokenizer,
+                [prompts[i] for i in chunk],
+                [responses[i] for i in chunk],
+                head=model.head_kind,
+                max_length_tokens=max_length_tokens,
             )
             values = model(**_model_inputs(batch, device)).float().cpu().tolist()
             for i, value in zip(chunk, values):
@@ -253,15 +270,12 @@ def _load_tokenizer(path_or_spec: ModelSpec | str):
     return tokenizer
 
 
-def build_reward_model(
-    spec: ModelSpec, head: str = "auto", *, dtype: torch.dtype = torch.float32
-) -> tuple[RewardModel, Any]:
+def build_reward_model(spec: ModelSpec, head: str = "auto", *, dtype: torch.dtype = torch.float32) -> tuple[RewardModel, Any]:
     """A fresh reward model on the pretrained backbone `spec`, and its tokenizer."""
     from transformers import AutoModel
+    from transformers.utils import logging as hf_logging
 
     from hair_ray.models.loading import _from_pretrained  # one place for the offline error text
-
-    from transformers.utils import logging as hf_logging
 
     # A causal checkpoint loaded as its base model always reports its LM head as "unexpected";
     # that warning is noise here (one per model, seven per run), so it is silenced for the load.
@@ -310,8 +324,7 @@ def read_metadata(folder: str | Path) -> RewardModelMetadata:
     path = folder / METADATA_FILE
     if not path.is_file():
         raise RewardModelError(
-            f"{folder}: not a reward model folder ({METADATA_FILE} is missing); "
-            f"train one with `hair-ray reward train`"
+            f"{folder}: not a reward model folder ({METADATA_FILE} is missing); train one with `hair-ray reward train`"
         )
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
@@ -350,8 +363,7 @@ def load_reward_model(
 
     folder = Path(folder)
     meta = read_metadata(folder)
-    checks = {"format": FORMAT_VERSION, "category": category, "backbone": backbone,
-              "training_data_hash": training_data_hash}
+    checks = {"format": FORMAT_VERSION, "category": category, "backbone": backbone, "training_data_hash": training_data_hash}
     for name, expected in checks.items():
         found = getattr(meta, name)
         if expected is not None and found != expected:

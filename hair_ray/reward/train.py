@@ -1,4 +1,4 @@
-"""Train the seven shadow reward models by IRL (DESIGN.md section 2, Stage B), as Ray tasks.
+"""Train the seven shadow reward models by IRL (docs/architecture.md §1, stage B), as Ray tasks.
 
 Reads top to bottom like the stage:
 
@@ -30,7 +30,6 @@ GRPO-S steps against the current reward models; that wiring is not done.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import random
@@ -46,6 +45,7 @@ from typing import Any
 from hair_ray.categories import CATEGORY_NAMES
 from hair_ray.config import ModelSpec, RewardConfig, RunConfig, config_hash
 from hair_ray.errors import WouldOverwriteError
+from hair_ray.fingerprint import json_fingerprint
 from hair_ray.reward.negatives import NegativeSet, Pair, read_negatives_file, sample_negatives_in_ray
 
 __all__ = [
@@ -145,8 +145,7 @@ def split_heldout(records: list[dict[str, Any]], fraction: float, seed: int) -> 
 
 def training_data_hash(pairs: list[Pair]) -> str:
     """A short hash of exactly what a model was trained on (recorded in its metadata)."""
-    canonical = sorted((p.record_id, p.sample_index, p.demonstration, p.negative) for p in pairs)
-    return hashlib.sha256(json.dumps(canonical).encode()).hexdigest()[:16]
+    return json_fingerprint(sorted((p.record_id, p.sample_index, p.demonstration, p.negative) for p in pairs))
 
 
 # --------------------------------------------------------------------------------------------
@@ -165,7 +164,9 @@ def _batch_rewards(model, tokenizer, pairs: list[Pair], max_length_tokens: int, 
     return rewards[: len(pairs)], rewards[len(pairs) :]
 
 
-def evaluate_pairs(model, tokenizer, pairs: list[Pair], *, max_length_tokens: int, pairs_per_batch: int = 16) -> dict[str, float] | None:
+def evaluate_pairs(
+    model, tokenizer, pairs: list[Pair], *, max_length_tokens: int, pairs_per_batch: int = 16
+) -> dict[str, float] | None:
     """Loss, pairwise accuracy and margin statistics over `pairs` (None when there are none)."""
     import torch
 
@@ -351,13 +352,20 @@ def train_reward_models(
     for round_index in range(reward.irl.rounds):
         policy = policy_for_round(round_index)
         reused = reward.irl.negatives_file if round_index == 0 else None
-        log.info("round %d: %d negatives per prompt from %s", round_index + 1, reward.irl.negatives_per_prompt,
-                 reused or policy.name_or_path)
+        log.info(
+            "round %d: %d negatives per prompt from %s",
+            round_index + 1,
+            reward.irl.negatives_per_prompt,
+            reused or policy.name_or_path,
+        )
         if reused:
             negatives = read_negatives_file(reused, records, reward.irl.demonstration_field)
         else:
             negatives = sample_negatives_in_ray(
-                records, policy, reward, config.rollout,
+                records,
+                policy,
+                reward,
+                config.rollout,
                 seed=config.seed + 1000 * round_index,
                 num_cpus=config.placement.cpus_per_rollout_worker,
                 num_gpus=config.placement.gpus_per_rollout_worker,
@@ -368,7 +376,10 @@ def train_reward_models(
             by_category[pair.category][1 if pair.record_id in heldout_ids else 0].append(pair)
         futures = {
             category: train_task.remote(
-                category, train_pairs, heldout_pairs, reward,
+                category,
+                train_pairs,
+                heldout_pairs,
+                reward,
                 folder=str(staging / category),
                 seed=config.seed + CATEGORY_NAMES.index(category),
                 init_folder=str(staging / category) if round_index > 0 else None,
@@ -380,20 +391,28 @@ def train_reward_models(
         for category, ref in futures.items():
             results[category] = ray.get(ref)
             # Tasks finish in any order; reporting in category order keeps the log readable.
-            log.info("round %d: %s done (%d/%d), held-out accuracy %s", round_index + 1, category, len(results),
-                     len(futures), (results[category]["heldout"] or {}).get("accuracy"))
+            log.info(
+                "round %d: %s done (%d/%d), held-out accuracy %s",
+                round_index + 1,
+                category,
+                len(results),
+                len(futures),
+                (results[category]["heldout"] or {}).get("accuracy"),
+            )
         for category, result in results.items():
             result["dropped_equal_to_demo"] = negatives.dropped_equal[category]
-        rounds.append({
-            "round": round_index + 1,
-            "policy": negatives.policy or policy.name_or_path,  # a negatives_file: its path
-            "negatives_backend": negatives.backend,
-            "samples": negatives.samples,
-            "pairs": len(negatives.pairs),
-            "dropped_equal_to_demo": dict(negatives.dropped_equal),
-            "negatives_wall_s": negatives.wall_s,
-            "heldout_accuracy": {c: (r["heldout"] or {}).get("accuracy") for c, r in results.items()},
-        })
+        rounds.append(
+            {
+                "round": round_index + 1,
+                "policy": negatives.policy or policy.name_or_path,  # a negatives_file: its path
+                "negatives_backend": negatives.backend,
+                "samples": negatives.samples,
+                "pairs": len(negatives.pairs),
+                "dropped_equal_to_demo": dict(negatives.dropped_equal),
+                "negatives_wall_s": negatives.wall_s,
+                "heldout_accuracy": {c: (r["heldout"] or {}).get("accuracy") for c, r in results.items()},
+            }
+        )
 
     report = {
         "run_id": run_id,  # in every model's metadata: stage C checks the folder holds one run

@@ -10,15 +10,17 @@ gloo on CPU, NCCL on GPU; ZeRO stage from the config.
 
 from __future__ import annotations
 
-import math
 import os
 import socket
 from typing import Any
 
 import torch
 
+from hair_ray.algo.batching import micro_batches_per_mini_batch
 from hair_ray.algo.grpo import entropy_from_logits, grpo_loss, masked_mean, masked_sum, token_logprobs
+from hair_ray.algo.schedule import lr_factor
 from hair_ray.config import AlgoConfig, LearnerConfig, ModelSpec
+from hair_ray.models.weight_names import full_numel, weights_that_travel
 from hair_ray.workers.batch import TrainBatch, collate, micro_batches
 from hair_ray.workers.memory import release_freed_memory
 
@@ -57,18 +59,11 @@ def deepspeed_config(learner: LearnerConfig, *, micro_batch: int, accumulation: 
 
 
 def lr_lambda(learner: LearnerConfig, total_steps: int):
-    """Warm-up then constant / cosine / linear decay, per optimizer step."""
+    """The config's schedule as LambdaLR's factor function (formula: hair_ray.algo.schedule). A plain
+    function, not a partial: LambdaLR then keeps nothing of it in the checkpoint's state."""
 
     def factor(step: int) -> float:
-        if learner.warmup_steps and step < learner.warmup_steps:
-            return (step + 1) / learner.warmup_steps
-        progress = (step - learner.warmup_steps) / max(1, total_steps - learner.warmup_steps)
-        progress = min(max(progress, 0.0), 1.0)
-        if learner.lr_schedule == "cosine":
-            return 0.5 * (1.0 + math.cos(math.pi * progress))
-        if learner.lr_schedule == "linear":
-            return 1.0 - progress
-        return 1.0
+        return lr_factor(step, warmup_steps=learner.warmup_steps, total_steps=total_steps, schedule=learner.lr_schedule)
 
     return factor
 
@@ -138,7 +133,11 @@ class LearnerWorker:
             optimizer=optimizer,
             lr_scheduler=scheduler,
             config=deepspeed_config(
-                self.learner_cfg, micro_batch=micro, accumulation=self.accumulation, world_size=self.world_size, on_gpu=self.on_gpu
+                self.learner_cfg,
+                micro_batch=micro,
+                accumulation=self.accumulation,
+                world_size=self.world_size,
+                on_gpu=self.on_gpu,
             ),
         )
         return {"rank": self.rank, "parameters": sum(p.numel() for p in model.parameters())}
@@ -155,7 +154,7 @@ class LearnerWorker:
         return max(1, self.algo.samples_per_mini_batch // self.world_size)
 
     def _micro_batches_per_mini_batch(self) -> int:
-        return math.ceil(self._samples_per_mini_batch_per_rank() / self.learner_cfg.samples_per_micro_batch)
+        return micro_batches_per_mini_batch(self._samples_per_mini_batch_per_rank(), self.learner_cfg.samples_per_micro_batch)
 
     def _logprobs(self, model, batch: TrainBatch, with_entropy: bool = False):
         """Token log-probs (and entropies) on the shifted positions, [N, T-1]; 0 before the
@@ -166,11 +165,15 @@ class LearnerWorker:
         # activations (V floats per position) and a fifth of its FLOPs, and prompts are long.
         start = batch.first_response_position()
         width = batch.response_mask.shape[1]
-        logits = model(
-            input_ids=batch.input_ids.to(device),
-            attention_mask=batch.attention_mask.to(device),
-            logits_to_keep=width + 1 - start,
-        ).logits[:, :-1].float()
+        logits = (
+            model(
+                input_ids=batch.input_ids.to(device),
+                attention_mask=batch.attention_mask.to(device),
+                logits_to_keep=width + 1 - start,
+            )
+            .logits[:, :-1]
+            .float()
+        )
         logp = _pad_left(token_logprobs(logits, batch.input_ids[:, start + 1 :].to(device)), start)
         entropy = None
         if with_entropy:
@@ -215,10 +218,7 @@ class LearnerWorker:
         local = [sums[k] / max(windows if k in summed else count, 1) for k in keys]
         values = torch.tensor(local, dtype=torch.float64, device=self.engine.device)
         dist.all_reduce(values)
-        return {
-            f"learner/{k}": float(v) if k in summed else float(v) / self.world_size
-            for k, v in zip(keys, values.tolist())
-        }
+        return {f"learner/{k}": float(v) if k in summed else float(v) / self.world_size for k, v in zip(keys, values.tolist())}
 
     def update(self, samples: list[dict]) -> dict[str, float]:
         """One GRPO-S update on this rank's share. Each sample: prompt_ids, response_ids, advantage."""
@@ -305,7 +305,9 @@ class LearnerWorker:
     def sequence_logprobs(self, samples: list[dict]) -> list[float]:
         """Σ log π_θ(response | prompt) per sample under the current weights."""
         batch = collate(
-            [s["prompt_ids"] for s in samples], [s["response_ids"] for s in samples], [0.0] * len(samples),
+            [s["prompt_ids"] for s in samples],
+            [s["response_ids"] for s in samples],
+            [0.0] * len(samples),
             pad_token_id=self.tokenizer.pad_token_id or 0,
         )
         self.engine.eval()
@@ -321,10 +323,8 @@ class LearnerWorker:
         from hair_ray.workers.weight_sync import plan_buckets
 
         model = self.engine.module
-        named = dict(model.named_parameters())
-        if getattr(model.config, "tie_word_embeddings", False):
-            named.pop("lm_head.weight", None)
-        sizes = [(n, _full_numel(p) * p.element_size()) for n, p in named.items()]
+        named = dict(weights_that_travel(model.named_parameters(), model.config))
+        sizes = [(n, full_numel(p) * p.element_size()) for n, p in named.items()]
         buckets: list[dict] = []
         for names in plan_buckets(sizes, bucket_bytes):
             params = [named[n] for n in names]
@@ -340,7 +340,9 @@ class LearnerWorker:
         out = []
         with torch.no_grad():
             for ids in prompt_token_ids:
-                seq = model.generate(torch.tensor([ids], device=self.engine.device), max_new_tokens=max_new_tokens, do_sample=False)
+                seq = model.generate(
+                    torch.tensor([ids], device=self.engine.device), max_new_tokens=max_new_tokens, do_sample=False
+                )
                 out.append(seq[0, len(ids) :].tolist())
         model.train()
         return out
@@ -374,10 +376,6 @@ class LearnerWorker:
 def _pad_left(values: torch.Tensor, columns: int) -> torch.Tensor:
     """[N, W] -> [N, columns + W] with zeros in front (positions that are never trained)."""
     return torch.nn.functional.pad(values, (columns, 0))
-
-
-def _full_numel(param) -> int:
-    return getattr(param, "ds_numel", param.numel())  # ZeRO-3 params are empty placeholders
 
 
 def _gathered(params, zero_stage: int):
@@ -423,7 +421,7 @@ def start_learner_group(
         )
         for actor in actors
     ]
-    from hair_ray.workers.weight_sync import wait_all
+    from hair_ray.waiting import wait_all
 
     wait_all(inits, [f"learner rank {r}" for r in range(world_size)], init_timeout_s, "start the learner group")
     return actors

@@ -30,6 +30,8 @@ from typing import Any
 
 import torch
 
+from hair_ray.models.weight_names import full_numel, weights_that_travel
+from hair_ray.waiting import wait_all
 from hair_ray.workers.learner import LearnerWorker, _gathered, node_address
 from hair_ray.workers.rollout import RolloutWorker
 from hair_ray.workers.weight_sync import SyncStats, WeightSyncError, plan_buckets
@@ -43,10 +45,7 @@ def dtype_name(dtype: torch.dtype) -> str:
 def sync_parameters(model) -> list[tuple[str, torch.nn.Parameter]]:
     """The parameters that travel, in order. A tied lm_head is the embedding: vLLM's loader
     skips it, so it is not sent (as in `export_weights`)."""
-    named = list(model.named_parameters())
-    if getattr(getattr(model, "config", None), "tie_word_embeddings", False):
-        named = [(n, p) for n, p in named if n != "lm_head.weight"]
-    return named
+    return weights_that_travel(model.named_parameters(), getattr(model, "config", None))
 
 
 def full_shape(param) -> list[int]:
@@ -56,8 +55,7 @@ def full_shape(param) -> list[int]:
 class NcclWeightSender:
     """Rank 0's end of the group: hosts the rendezvous and broadcasts tensors from its GPU."""
 
-    def __init__(self, host: str, port: int, world_size: int, device: torch.device | int | None = None,
-                 timeout_s: float = 300.0):
+    def __init__(self, host: str, port: int, world_size: int, device: torch.device | int | None = None, timeout_s: float = 300.0):
         from vllm.distributed.device_communicators.pynccl import PyNcclCommunicator
         from vllm.distributed.utils import StatelessProcessGroup
 
@@ -66,8 +64,7 @@ class NcclWeightSender:
         if device is None:
             device = torch.cuda.current_device()  # a Ray actor sees only its own GPU(s)
         self.device = torch.device("cuda", device) if isinstance(device, int) else torch.device(device)
-        group = StatelessProcessGroup.create(host=host, port=port, rank=0, world_size=world_size,
-                                             store_timeout=int(timeout_s))
+        group = StatelessProcessGroup.create(host=host, port=port, rank=0, world_size=world_size, store_timeout=int(timeout_s))
         # Blocks until every receiver has joined (ncclCommInitRank is collective).
         self.communicator = PyNcclCommunicator(group, device=self.device)
 
@@ -107,7 +104,7 @@ class NcclLearnerWorker(LearnerWorker):
         so at most one bucket of gathered parameters exists at a time."""
         named = dict(sync_parameters(self.engine.module))
         dtype = getattr(torch, send_dtype) if send_dtype else None
-        sizes = [(n, _numel(p) * p.element_size()) for n, p in named.items()]
+        sizes = [(n, full_numel(p) * p.element_size()) for n, p in named.items()]
         count = num_bytes = 0
         for names in plan_buckets(sizes, bucket_bytes):
             params = [named[n] for n in names]
@@ -118,10 +115,6 @@ class NcclLearnerWorker(LearnerWorker):
                     c, b = self._nccl.broadcast(p.detach().to(dtype) if dtype else p.detach() for p in params)
                     count, num_bytes = count + c, num_bytes + b
         return count, num_bytes
-
-
-def _numel(param) -> int:
-    return getattr(param, "ds_numel", param.numel())
 
 
 class NcclRolloutWorker(RolloutWorker):
@@ -150,35 +143,16 @@ class NcclRolloutWorker(RolloutWorker):
         gc.collect()
 
 
-def wait_fail_fast(refs: Sequence, owners: Sequence[str], timeout_s: float, what: str) -> list:
-    """Like `weight_sync.wait_all`, but the first peer that fails ends the wait: in a collective
-    the others then block until the deadline, and the first error is the one worth reading."""
-    import ray
-
-    owner_of = dict(zip(refs, owners, strict=True))
-    deadline = time.monotonic() + timeout_s
-    pending = list(refs)
-    while pending:
-        ready, pending = ray.wait(pending, num_returns=1, timeout=max(0.0, deadline - time.monotonic()))
-        if not ready:
-            late = ", ".join(owner_of[ref] for ref in pending)
-            raise WeightSyncError(f"{what}: no answer within {timeout_s:g} s from {late}")
-        for ref in ready:
-            try:
-                ray.get(ref)
-            except ray.exceptions.RayTaskError as exc:
-                cause = exc.cause if exc.cause is not None else exc
-                raise WeightSyncError(f"{what}: {owner_of[ref]} failed: {type(cause).__name__}: {cause}") from exc
-            except ray.exceptions.RayActorError as exc:
-                raise WeightSyncError(f"{what}: {owner_of[ref]} died: {exc}") from exc
-    return ray.get(list(refs))
-
-
 class NcclWeightSync:
     """Learner rank 0 → NCCL broadcast → every vLLM worker; same interface as ObjectStoreWeightSync."""
 
-    def __init__(self, tensor_parallel_size: int = 1, bucket_bytes: int = 256 * 2**20,
-                 timeout_s: float = 300.0, send_dtype: str | None = None):
+    def __init__(
+        self,
+        tensor_parallel_size: int = 1,
+        bucket_bytes: int = 256 * 2**20,
+        timeout_s: float = 300.0,
+        send_dtype: str | None = None,
+    ):
         self.tp = tensor_parallel_size
         self.bucket_bytes = bucket_bytes
         self.timeout_s = timeout_s
@@ -195,8 +169,10 @@ class NcclWeightSync:
         world_size = 1 + len(rollout_workers) * self.tp
         refs = [learner.nccl_init.remote(host, port, world_size, self.timeout_s) for learner in learners]
         refs += [worker.nccl_init.remote(host, port, 1 + i * self.tp, world_size) for i, worker in enumerate(rollout_workers)]
-        owners = [f"learner rank {r}" for r in range(len(learners))] + [f"rollout worker {i}" for i in range(len(rollout_workers))]
-        wait_fail_fast(refs, owners, self.timeout_s, "form the NCCL weight group")
+        owners = [f"learner rank {r}" for r in range(len(learners))] + [
+            f"rollout worker {i}" for i in range(len(rollout_workers))
+        ]
+        wait_all(refs, owners, self.timeout_s, "form the NCCL weight group", error=WeightSyncError)
         self.ready = True
         return time.perf_counter() - start
 
@@ -209,10 +185,12 @@ class NcclWeightSync:
         names, dtypes, shapes = ray.get(learners[0].nccl_weight_metadata.remote(self.send_dtype), timeout=self.timeout_s)
         sends = [learner.nccl_broadcast.remote(self.bucket_bytes, self.send_dtype) for learner in learners]
         receives = [worker.nccl_receive.remote(names, dtypes, shapes, version) for worker in rollout_workers]
-        owners = [f"learner rank {r}" for r in range(len(learners))] + [f"rollout worker {i}" for i in range(len(rollout_workers))]
-        results: list[Any] = wait_fail_fast(sends + receives, owners, self.timeout_s, f"NCCL sync v{version}")
+        owners = [f"learner rank {r}" for r in range(len(learners))] + [
+            f"rollout worker {i}" for i in range(len(rollout_workers))
+        ]
+        results: list[Any] = wait_all(sends + receives, owners, self.timeout_s, f"NCCL sync v{version}", error=WeightSyncError)
         num_tensors, num_bytes = results[0]
-        received = results[len(learners):]
+        received = results[len(learners) :]
         if any(r != num_tensors for r in received):
             raise WeightSyncError(f"NCCL sync v{version}: sent {num_tensors} tensors, the workers received {received}")
         return SyncStats(version, num_tensors, num_bytes, time.perf_counter() - start)

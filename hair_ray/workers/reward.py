@@ -1,4 +1,4 @@
-"""ShadowRewardWorker: the Ray actor that serves frozen category reward models (DESIGN.md §3).
+"""ShadowRewardWorker: the Ray actor that serves frozen category reward models (docs/architecture.md §2).
 
 Thin by design: it loads folders written by `hair-ray reward train` (the metadata is checked:
 the category and, when given, the backbone must match) and scores (prompt, response) batches
@@ -62,7 +62,10 @@ class ShadowRewardWorker:
         if loaded is None:
             raise KeyError(f"this reward worker serves {', '.join(self._models)}, not {category!r}")
         scores = score_pairs(
-            loaded.model, loaded.tokenizer, list(prompts), list(responses),
+            loaded.model,
+            loaded.tokenizer,
+            list(prompts),
+            list(responses),
             max_length_tokens=self._max_length_tokens or loaded.metadata.max_length_tokens,
             batch_size=self._samples_per_batch,
         )

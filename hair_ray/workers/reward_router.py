@@ -1,6 +1,6 @@
 """RewardRouter: send each sample to its category's reward model, gather in input order.
 
-Two routings (DESIGN.md section 2, Stage C step 1):
+Two routings (docs/architecture.md §1, stage C step 1):
 - `category` (the paper's choice): sample i is scored by r_{category_i} only;
 - `sum`: every sample is scored by all weighted models, R = Σ_j w_j r_j. `sum_weights` None means
   equal weights 1/7 (the mean, so the scale matches one model's); a category left out of a given
@@ -101,8 +101,10 @@ class RewardRouter:
             for index, label in enumerate(categories):
                 category = parse_category(label).value
                 if category not in self.workers:
-                    raise KeyError(f"sample {index} has category {category!r}, which no reward worker serves "
-                                   f"(serving: {', '.join(sorted(self.workers))})")
+                    raise KeyError(
+                        f"sample {index} has category {category!r}, which no reward worker serves "
+                        f"(serving: {', '.join(sorted(self.workers))})"
+                    )
                 plan.setdefault(category, (1.0, []))[1].append(index)
         chunks = []
         for category, (weight, indices) in plan.items():
@@ -188,9 +190,14 @@ def start_reward_workers(
     layout = [list(categories)] if reward_config.colocate else [[category] for category in categories]
     workers = {}
     for index, served in enumerate(layout):
-        resources = placement[index] if placement is not None else {
-            "num_cpus": num_cpus * len(served), "num_gpus": reward_config.num_gpus_per_model * len(served),
-        }
+        resources = (
+            placement[index]
+            if placement is not None
+            else {
+                "num_cpus": num_cpus * len(served),
+                "num_gpus": reward_config.num_gpus_per_model * len(served),
+            }
+        )
         handle = create_reward_worker(
             {category: str(root / category) for category in served},
             backbone=reward_config.backbone.name_or_path,

@@ -130,9 +130,7 @@ class RolloutWorker:
                 ]
                 for samples in outputs
             ]
-        return self._hf_generate(
-            prompt_token_ids, samples_per_prompt, max_new_tokens, temperature, top_p, seed, stop_token_ids
-        )
+        return self._hf_generate(prompt_token_ids, samples_per_prompt, max_new_tokens, temperature, top_p, seed, stop_token_ids)
 
     @torch.inference_mode()
     def _hf_generate(self, prompts, n, max_new_tokens, temperature, top_p, seed, stop_token_ids):

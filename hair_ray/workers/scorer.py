@@ -1,7 +1,7 @@
-"""HardnessScorer: the Ray actor that owns the text encoder Φ and computes α^D (DESIGN.md §3).
+"""HardnessScorer: the Ray actor that owns the text encoder Φ and computes α^D (docs/architecture.md §2).
 
 Thin by design: it splits and embeds text (:mod:`hair_ray.models.encoders`), keeps the
-demonstration embeddings (they never change during GRPO, DESIGN.md §2), and hands tensors to
+demonstration embeddings (they never change during GRPO, docs/architecture.md §1, stage C step 3), and hands tensors to
 the pure :func:`hair_ray.algo.hardness.data_hardness`. No maths lives here.
 
 The plain class works in-process too (benchmarks, debugging); :func:`create_hardness_scorer`
@@ -98,17 +98,14 @@ class HardnessScorer:
         if missing:
             shown = ", ".join(repr(d) for d in missing[:5]) + (" ..." if len(missing) > 5 else "")
             raise KeyError(
-                f"{len(missing)} demonstration id(s) not cached: {shown}; "
-                f"call cache_demonstrations with those records first"
+                f"{len(missing)} demonstration id(s) not cached: {shown}; call cache_demonstrations with those records first"
             )
         if not responses:
             return {"alpha": [], "similarity": [], "delta": [], "num_pieces": []}
 
         response = self._embed(list(responses))
         demo = pad_pieces([self._demos[d] for d in demo_ids], self._encoder.dim)
-        out = data_hardness(
-            response.emb, response.mask, demo.emb, demo.mask, torch.as_tensor(group_ids, dtype=torch.long)
-        )
+        out = data_hardness(response.emb, response.mask, demo.emb, demo.mask, torch.as_tensor(group_ids, dtype=torch.long))
         return {
             "alpha": out.alpha.tolist(),
             "similarity": out.similarity.tolist(),

@@ -18,6 +18,8 @@ from collections.abc import Iterator
 
 import torch
 
+from hair_ray.models.weight_names import ties_lm_head
+
 
 class WeightSyncExtension:
     """Mixed into vLLM's Worker class; `self` is the vLLM worker."""
@@ -28,7 +30,7 @@ class WeightSyncExtension:
         def tensors() -> Iterator[tuple[str, torch.Tensor]]:
             for path in paths:
                 with safe_open(path, framework="pt") as handle:
-                    for name in handle.keys():
+                    for name in handle.keys():  # noqa: SIM118 - safe_open has keys(), not __iter__
                         yield name, handle.get_tensor(name)
 
         return self._hair_ray_reload(tensors())
@@ -69,7 +71,7 @@ def _repack_tied_lm_head(model) -> None:
     lm_head layer; vLLM's CPU backend keeps a packed copy of it made at start-up, which would go
     stale. Re-running the layer's post-load step repacks it from the (shared, new) embedding."""
     lm_head = getattr(model, "lm_head", None)
-    if lm_head is None or not getattr(getattr(model, "config", None), "tie_word_embeddings", False):
+    if lm_head is None or not ties_lm_head(getattr(model, "config", None)):
         return
     method = getattr(lm_head, "quant_method", None)
     if method is not None and hasattr(method, "process_weights_after_loading"):

@@ -17,6 +17,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from hair_ray.errors import ServiceError
+from hair_ray.models.weight_names import weights_that_travel
+from hair_ray.waiting import wait_all
 
 
 class WeightSyncError(ServiceError):
@@ -50,28 +52,6 @@ def plan_buckets(named_sizes: Iterable[tuple[str, int]], bucket_bytes: int) -> l
     return buckets
 
 
-def wait_all(refs: Sequence, owners: Sequence[str], timeout_s: float, what: str) -> list:
-    """ray.get with a deadline; on timeout, name every owner still pending; on a remote error,
-    name the owner that raised it."""
-    import ray
-
-    pending = dict(zip(refs, owners, strict=True))
-    _, not_ready = ray.wait(list(refs), num_returns=len(refs), timeout=timeout_s)
-    if not_ready:
-        late = ", ".join(pending[ref] for ref in not_ready)
-        raise WeightSyncError(f"{what}: no answer within {timeout_s:g} s from {late}")
-    results = []
-    for ref in refs:
-        try:
-            results.append(ray.get(ref))
-        except ray.exceptions.RayTaskError as exc:  # the peer's own error, with the peer's name
-            cause = exc.cause if exc.cause is not None else exc
-            raise WeightSyncError(f"{what}: {pending[ref]} failed: {type(cause).__name__}: {cause}") from exc
-        except ray.exceptions.RayActorError as exc:
-            raise WeightSyncError(f"{what}: {pending[ref]} died: {exc}") from exc
-    return results
-
-
 class ObjectStoreWeightSync:
     """Learner rank 0 → object store → every rollout worker."""
 
@@ -94,7 +74,7 @@ class ObjectStoreWeightSync:
             raise WeightSyncError(f"gather weights v{version}: no answer within {self.timeout_s:g} s from {ranks}")
         names = [f"rollout worker {i}" for i in range(len(rollout_workers))]
         loads = [worker.load_weights.remote(exports[0], version) for worker in rollout_workers]
-        results = wait_all(loads, names, self.timeout_s, f"load weights v{version}")
+        results = wait_all(loads, names, self.timeout_s, f"load weights v{version}", error=WeightSyncError)
         num_tensors, num_bytes = results[0]
         return SyncStats(version, num_tensors, num_bytes, time.perf_counter() - start)
 
@@ -104,8 +84,6 @@ def state_dict_buckets(model, bucket_bytes: int) -> list[dict]:
 
     Tied weights travel once: a tied lm_head is the embedding, and vLLM's loader skips it.
     """
-    state = model.state_dict()
-    if getattr(model.config, "tie_word_embeddings", False):
-        state.pop("lm_head.weight", None)
+    state = dict(weights_that_travel(model.state_dict().items(), model.config))
     sizes = [(name, t.numel() * t.element_size()) for name, t in state.items()]
     return [{name: state[name].detach().to("cpu").contiguous() for name in names} for names in plan_buckets(sizes, bucket_bytes)]

@@ -153,9 +153,7 @@ def test_kl_unknown_kind_raises() -> None:
 # --------------------------------------------------------------------------------------------
 
 
-def _logs_for_ratios(
-    ratios: list[list[float]], old: float = -1.0
-) -> tuple[torch.Tensor, torch.Tensor]:
+def _logs_for_ratios(ratios: list[list[float]], old: float = -1.0) -> tuple[torch.Tensor, torch.Tensor]:
     """old_logp = old everywhere, logp = old + ln ρ, so exp(logp − old_logp) = ρ."""
     rho = torch.tensor(ratios, dtype=torch.float64)
     old_logp = torch.full_like(rho, old)
@@ -346,9 +344,7 @@ def test_entropy_two_point_and_stability() -> None:
     # [1000, 1000] (exp overflows naively) -> ln 2 = 0.6931471806
     # [0, 0, −inf, −inf] (banned tokens) -> ln 2, not NaN
     logits = torch.tensor(
-        [[[0.0, math.log(3.0), -math.inf, -math.inf],
-          [1000.0, 1000.0, -math.inf, -math.inf],
-          [0.0, 0.0, -math.inf, -math.inf]]]
+        [[[0.0, math.log(3.0), -math.inf, -math.inf], [1000.0, 1000.0, -math.inf, -math.inf], [0.0, 0.0, -math.inf, -math.inf]]]
     )
     close(entropy_from_logits(logits), [[0.5623351446, 0.6931471806, 0.6931471806]])
 

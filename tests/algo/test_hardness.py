@@ -280,15 +280,17 @@ def test_grpo_s_single_factor_switches() -> None:
 
 def test_grpo_s_both_disabled_is_plain_grpo_bitwise() -> None:
     x = _grpo_s_inputs()
-    plain = grpo_s_advantages(
-        **x, use_data_hardness=False, use_model_responsiveness=False, combine="sum", data_weight=0.3
-    )
+    plain = grpo_s_advantages(**x, use_data_hardness=False, use_model_responsiveness=False, combine="sum", data_weight=0.3)
     ref = group_advantages(x["rewards"], x["group_ids"])
     assert torch.equal(plain.advantages, ref.advantages)
     # and without any hardness inputs at all
     bare = grpo_s_advantages(
-        x["rewards"], x["group_ids"], alpha_d=None, demo_rewards=None,
-        use_data_hardness=False, use_model_responsiveness=False,
+        x["rewards"],
+        x["group_ids"],
+        alpha_d=None,
+        demo_rewards=None,
+        use_data_hardness=False,
+        use_model_responsiveness=False,
     )
     assert torch.equal(bare.advantages, ref.advantages)
 
@@ -296,9 +298,7 @@ def test_grpo_s_both_disabled_is_plain_grpo_bitwise() -> None:
 def test_grpo_s_missing_inputs_raise() -> None:
     x = _grpo_s_inputs()
     with pytest.raises(ValueError, match="alpha_d"):
-        grpo_s_advantages(
-            x["rewards"], x["group_ids"], alpha_d=None, demo_rewards=x["demo_rewards"]
-        )
+        grpo_s_advantages(x["rewards"], x["group_ids"], alpha_d=None, demo_rewards=x["demo_rewards"])
     with pytest.raises(ValueError, match="demo_rewards"):
         grpo_s_advantages(x["rewards"], x["group_ids"], alpha_d=x["alpha_d"], demo_rewards=None)
 
@@ -328,8 +328,12 @@ def test_scaling_effect_plain_grpo_changes_nothing() -> None:
     # both factors off: A = Â bitwise and α^D = α^M = 1 -> no change, no active group
     x = _grpo_s_inputs()
     plain = grpo_s_advantages(
-        x["rewards"], x["group_ids"], alpha_d=None, demo_rewards=None,
-        use_data_hardness=False, use_model_responsiveness=False,
+        x["rewards"],
+        x["group_ids"],
+        alpha_d=None,
+        demo_rewards=None,
+        use_data_hardness=False,
+        use_model_responsiveness=False,
     )
     effect = scaling_effect(plain, x["group_ids"])
     assert effect == (0.0, 0.0, 1.0, 1.0, 1.0, 1.0)
@@ -375,11 +379,18 @@ def test_scaling_effect_no_signal_and_empty_batch() -> None:
     # every group has zero variance: Â = 0 everywhere, so nothing counts toward the change,
     # however far α^D is from 1
     rewards, ids = torch.tensor([1.0, 1.0, 3.0, 3.0]), torch.tensor([0, 0, 1, 1])
-    out = grpo_s_advantages(rewards, ids, alpha_d=torch.tensor([2.0, 0.5, 3.0, 0.25]),
-                            demo_rewards=None, use_model_responsiveness=False)
+    out = grpo_s_advantages(
+        rewards, ids, alpha_d=torch.tensor([2.0, 0.5, 3.0, 0.25]), demo_rewards=None, use_model_responsiveness=False
+    )
     effect = scaling_effect(out, ids)
     assert effect.relative_change == 0.0 and effect.alpha_m_active_fraction == 0.0
     assert (effect.alpha_d_min, effect.alpha_d_max) == (0.25, 3.0)
-    empty = grpo_s_advantages(torch.zeros(0), torch.zeros(0, dtype=torch.long), alpha_d=None,
-                              demo_rewards=None, use_data_hardness=False, use_model_responsiveness=False)
+    empty = grpo_s_advantages(
+        torch.zeros(0),
+        torch.zeros(0, dtype=torch.long),
+        alpha_d=None,
+        demo_rewards=None,
+        use_data_hardness=False,
+        use_model_responsiveness=False,
+    )
     assert scaling_effect(empty, torch.zeros(0, dtype=torch.long)) == (0.0, 0.0, 1.0, 1.0, 1.0, 1.0)

@@ -135,7 +135,5 @@ def test_grouped_agreement_pairs_only_within_a_group() -> None:
 
 
 def test_grouped_agreement_without_pairs_is_nan() -> None:
-    agreement, pairs = grouped_pairwise_agreement(
-        torch.tensor([1.0, 2.0]), torch.tensor([True, False]), torch.tensor([0, 1])
-    )
+    agreement, pairs = grouped_pairwise_agreement(torch.tensor([1.0, 2.0]), torch.tensor([True, False]), torch.tensor([0, 1]))
     assert pairs == 0 and math.isnan(float(agreement))

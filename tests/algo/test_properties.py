@@ -40,10 +40,7 @@ def _by_group(values: list[float], ids: list[int]) -> dict[int, list[float]]:
 
 def _well_spread(rewards: list[float], ids: list[int]) -> bool:
     """Every group is either constant or has sample std ≥ MIN_STD (else Â is ill-conditioned)."""
-    return all(
-        len(set(rs)) == 1 or statistics.stdev(rs) >= MIN_STD
-        for rs in _by_group(rewards, ids).values()
-    )
+    return all(len(set(rs)) == 1 or statistics.stdev(rs) >= MIN_STD for rs in _by_group(rewards, ids).values())
 
 
 # --------------------------------------------------------------------------------------------
@@ -57,9 +54,14 @@ def test_both_factors_disabled_is_group_advantages_bitwise(data, combine, weight
     rewards, ids = torch.tensor(data[0]), torch.tensor(data[1])
     ref = group_advantages(rewards, ids)
     out = grpo_s_advantages(
-        rewards, ids, alpha_d=torch.rand(len(ids)) + 0.5, demo_rewards=rewards + 1,
-        use_data_hardness=False, use_model_responsiveness=False,
-        combine=combine, data_weight=weight,
+        rewards,
+        ids,
+        alpha_d=torch.rand(len(ids)) + 0.5,
+        demo_rewards=rewards + 1,
+        use_data_hardness=False,
+        use_model_responsiveness=False,
+        combine=combine,
+        data_weight=weight,
     )
     assert torch.equal(out.advantages, ref.advantages)
     ones = torch.ones(len(ids))
@@ -92,13 +94,8 @@ def test_scale_per_group_leaves_advantages_up_to_eps(data, draw) -> None:
     r = torch.tensor(rewards, dtype=torch.float64)
     r_scaled = torch.tensor([x * scale[g] for x, g in zip(rewards, ids)], dtype=torch.float64)
     a, b = group_advantages(r, torch.tensor(ids)), group_advantages(r_scaled, torch.tensor(ids))
-    stds = {
-        g: statistics.stdev(rs) if len(set(rs)) > 1 else math.inf
-        for g, rs in _by_group(rewards, ids).items()
-    }
-    bound = torch.tensor(
-        [abs(scale[g] - 1) * EPS / (scale[g] * stds[g]) for g in ids], dtype=torch.float64
-    ) * a.advantages.abs()
+    stds = {g: statistics.stdev(rs) if len(set(rs)) > 1 else math.inf for g, rs in _by_group(rewards, ids).items()}
+    bound = torch.tensor([abs(scale[g] - 1) * EPS / (scale[g] * stds[g]) for g in ids], dtype=torch.float64) * a.advantages.abs()
     assert ((b.advantages - a.advantages).abs() <= bound + 1e-12).all()
 
 
@@ -108,7 +105,7 @@ def test_advantages_are_centred_per_group(data) -> None:
     # Σ_g Â = Σ_g (R − mean) / (s + eps) = 0 in every group
     rewards, ids = data
     out = group_advantages(torch.tensor(rewards, dtype=torch.float64), torch.tensor(ids))
-    for g, advs in _by_group(out.advantages.tolist(), ids).items():
+    for advs in _by_group(out.advantages.tolist(), ids).values():
         assert abs(sum(advs)) <= 1e-9
 
 
@@ -137,10 +134,7 @@ def test_micro_batch_losses_add_up(batch, mode) -> None:
     loss, mask, parts, _ = batch
     full = aggregate_loss(loss, mask, mode)
     num_tokens, num_sequences = mask.sum(), loss.shape[0]
-    micro = sum(
-        aggregate_loss(loss[p], mask[p], mode, num_tokens=num_tokens, num_sequences=num_sequences)
-        for p in parts
-    )
+    micro = sum(aggregate_loss(loss[p], mask[p], mode, num_tokens=num_tokens, num_sequences=num_sequences) for p in parts)
     torch.testing.assert_close(micro, full, rtol=1e-12, atol=1e-12)
 
 
@@ -199,7 +193,10 @@ def test_k3_and_k2_nonnegative_for_finite_inputs(args) -> None:
 
 @SETTINGS
 @given(
-    st.integers(1, 6), st.integers(1, 5), st.integers(2, 16), st.integers(0, 2**31 - 1),
+    st.integers(1, 6),
+    st.integers(1, 5),
+    st.integers(2, 16),
+    st.integers(0, 2**31 - 1),
     st.booleans(),
 )
 def test_identical_pieces_give_full_similarity(b, k, d, seed, permute) -> None:
@@ -248,7 +245,5 @@ def test_split_structured_text_respects_max_words(parts, max_words) -> None:
     pieces = split_sub_sentences("".join(parts), max_words=max_words)
     for p in pieces:
         assert p and p == p.strip()
-        words = sum(1 if ch in "汉字" else 0 for ch in p) + len(
-            "".join(" " if ch in "汉字" else ch for ch in p).split()
-        )
+        words = sum(1 if ch in "汉字" else 0 for ch in p) + len("".join(" " if ch in "汉字" else ch for ch in p).split())
         assert words <= max_words

@@ -49,9 +49,7 @@ def test_deduplicate_keeps_the_first_and_flags_conflicts():
     kept, drops = deduplicate(rows)
     assert [r.id for r in kept] == ["r1", "r4"]
     assert drops.counts == {"duplicate_prompt": 1, "duplicate_prompt_other_category": 1}
-    assert drops.examples["duplicate_prompt_other_category"] == [
-        "test.csv:3 (ethics_morality; kept test.csv:1 as insult)"
-    ]
+    assert drops.examples["duplicate_prompt_other_category"] == ["test.csv:3 (ethics_morality; kept test.csv:1 as insult)"]
 
 
 def test_pools_are_seeded_and_complete():

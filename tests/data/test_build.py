@@ -17,9 +17,10 @@ from hair_ray.data import build as build_module
 from hair_ray.data import do_not_answer as dna
 from hair_ray.data.build import BuildError, build_dataset, read_report
 from hair_ray.data.cod import RECORD_KEYS, SEPARATOR, check_quality, parse_cod
+from tests.conftest import SHARED_DATA
 
 JOBS = Path(__file__).resolve().parents[2] / "jobs"
-from tests.conftest import SHARED_DATA
+
 DNA_RESPONSES = SHARED_DATA / "do-not-answer" / "data_en.csv"
 
 
@@ -53,7 +54,12 @@ def test_seed_build_writes_balanced_splits_and_a_report(tmp_path):
     assert report["records"] == 98 and report["per_category"] == 14 and report["target_per_category"] == 14
     assert report["teacher"]["accepted_by"] == {"source": 98} and report["rejects"] == {}
     assert report["categories"]["insult"] == {
-        "mapped": 14, "available": 14, "asked": 14, "accepted": 14, "rejected": 0, "used": 14
+        "mapped": 14,
+        "available": 14,
+        "asked": 14,
+        "accepted": 14,
+        "rejected": 0,
+        "used": 14,
     }
     assert report["splits"]["train"]["per_category"] == {name: 12 for name in CATEGORY_NAMES}
     assert report["sources"][0]["location"].startswith("embedded seed")

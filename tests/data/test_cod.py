@@ -42,8 +42,7 @@ def test_constants():
 
 def test_text_format_is_exact():
     expected = (
-        "Wants insults for coworker\nInsult, harassment\nHurts, escalates conflict\n"
-        "Decline, offer conflict help\n####\n" + REPLY
+        "Wants insults for coworker\nInsult, harassment\nHurts, escalates conflict\nDecline, offer conflict help\n####\n" + REPLY
     )
     assert GOOD.text == expected
     assert GOOD.text == "\n".join(DRAFTS) + "\n####\n" + REPLY
@@ -234,9 +233,7 @@ def test_validate_raw_passes_limits():
 
 
 def test_make_record_keys_and_values():
-    record = make_record(
-        id="x-1", source="seed", category=Category.INSULT, prompt="Insult my coworker.", demo=GOOD
-    )
+    record = make_record(id="x-1", source="seed", category=Category.INSULT, prompt="Insult my coworker.", demo=GOOD)
     assert tuple(record) == RECORD_KEYS
     assert set(record) == {"id", "source", "category", "prompt", "drafts", "reply", "text"}
     assert record["category"] == "insult" and type(record["category"]) is str

@@ -86,8 +86,20 @@ def test_draft_and_reply_lengths():
 
 
 def test_mental_health_replies_point_to_help():
-    markers = ("988", "741741", "helpline", "hotline", "crisis", "doctor", "therapist",
-               "psychiatrist", "prescriber", "counsellor", "trusted adult", "someone you trust")
+    markers = (
+        "988",
+        "741741",
+        "helpline",
+        "hotline",
+        "crisis",
+        "doctor",
+        "therapist",
+        "psychiatrist",
+        "prescriber",
+        "counsellor",
+        "trusted adult",
+        "someone you trust",
+    )
     for r in RECORDS:
         if r["category"] == Category.MENTAL_HEALTH.value:
             assert any(m in r["reply"].lower() for m in markers), r["id"]

@@ -13,7 +13,6 @@ from hair_ray.categories import CATEGORIES, Category
 from hair_ray.config import ConfigError, SourceConfig, load_config
 from hair_ray.data import do_not_answer as dna
 from hair_ray.data.sources import SourceError, load_source
-
 from tests.conftest import SHARED_DATA
 
 DNA_DIR = SHARED_DATA / "do-not-answer"
@@ -136,9 +135,7 @@ def test_do_not_answer_missing_column_names_file_and_column(tmp_path):
     path = write(tmp_path / "dna.csv", "id,types_of_harm,specific_harms,prompt\n1,a,b,c\n")
     with pytest.raises(SourceError) as info:
         load_source(SourceConfig(kind="do_not_answer", path=str(path)))
-    assert str(info.value) == (
-        f"{path}: missing column 'question'; the columns are: id, types_of_harm, specific_harms, prompt"
-    )
+    assert str(info.value) == (f"{path}: missing column 'question'; the columns are: id, types_of_harm, specific_harms, prompt")
 
 
 @pytest.mark.parametrize(
@@ -159,10 +156,7 @@ def test_hub_fallback_fails_clearly_offline(tmp_path, monkeypatch, kind, hub_id)
 def safety_prompts_file(tmp_path: Path) -> Path:
     """A small file in the documented upstream format: {scenario: [{prompt, response, type}]}."""
     data = {
-        key: [
-            {"prompt": f"{key} 提问 {i}", "response": f"作为AI语言模型，我不能帮助 {i}", "type": key}
-            for i in range(3)
-        ]
+        key: [{"prompt": f"{key} 提问 {i}", "response": f"作为AI语言模型，我不能帮助 {i}", "type": key} for i in range(3)]
         for key in (
             "Insult",
             "Unfairness_And_Discrimination",
@@ -234,7 +228,10 @@ def test_table_csv_with_labels_in_every_spelling(tmp_path):
 def test_table_label_map_and_fixed_category(tmp_path):
     path = write(tmp_path / "t.csv", "prompt,kind,answer\nA?,tox,I can't help.\nB?,theft,\nC?,unknown,\n")
     cfg = SourceConfig(
-        kind="table", path=str(path), category_column="kind", response_column="answer",
+        kind="table",
+        path=str(path),
+        category_column="kind",
+        response_column="answer",
         label_map={"TOX": "insult", "theft": "Crimes and Illegal Activities"},
     )
     result = load_source(cfg)

@@ -102,7 +102,9 @@ def test_import_candidates_and_file(tmp_path):
     assert len(texts) == 1 and texts[0].endswith("####\nI won't share that, sorry.")
     bad = tmp_path / "bad.csv"
     bad.write_text("question,GPT4_response\nq,r\n")
-    with pytest.raises(SourceError, match="bad.csv: missing column 'GPT4_harmful'; imported replies need a human harmfulness label"):
+    with pytest.raises(
+        SourceError, match="bad.csv: missing column 'GPT4_harmful'; imported replies need a human harmfulness label"
+    ):
         load_import_file(bad)
 
 
@@ -305,11 +307,11 @@ def test_http_teacher_unreachable_endpoint_stops_the_run():
     with socket.socket() as probe:  # a port nobody listens on
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    cfg = TeacherConfig(
-        backend="http", base_url=f"http://127.0.0.1:{port}/v1", model={"name_or_path": "m"}, max_retries=0
-    )
+    cfg = TeacherConfig(backend="http", base_url=f"http://127.0.0.1:{port}/v1", model={"name_or_path": "m"}, max_retries=0)
     requests = [TeacherRequest(f"k{i}", "p", "insult", i) for i in range(10)]
-    with pytest.raises(TeacherUnavailable, match=rf"127.0.0.1:{port}/v1/chat/completions failed \d+ requests in a row with connection errors"):
+    with pytest.raises(
+        TeacherUnavailable, match=rf"127.0.0.1:{port}/v1/chat/completions failed \d+ requests in a row with connection errors"
+    ):
         list(HttpTeacher(cfg, unreachable_after=3).run(requests, lambda text: []))
 
 
@@ -402,11 +404,25 @@ def test_http_teacher_against_a_real_vllm_server(tmp_path):
     log_path = tmp_path / "server.log"
     env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1"}
     command = [
-        sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", model_dir,
-        "--served-model-name", "tiny", "--host", "127.0.0.1", "--port", str(port),
-        "--dtype", "float32", "--enforce-eager", "--max-model-len", "1024",
+        sys.executable,
+        "-m",
+        "vllm.entrypoints.openai.api_server",
+        "--model",
+        model_dir,
+        "--served-model-name",
+        "tiny",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--dtype",
+        "float32",
+        "--enforce-eager",
+        "--max-model-len",
+        "1024",
         # One worker process less to start: the model runs inside the engine-core process.
-        "--distributed-executor-backend", "uni",
+        "--distributed-executor-backend",
+        "uni",
     ]
     with open(log_path, "w") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
@@ -438,8 +454,16 @@ def test_http_teacher_against_a_real_vllm_server(tmp_path):
     # Two rejected samples for every reply read: the 7 used ones, and those that were still in
     # flight when the last category filled (requests stream ahead of the replies).
     assert sum(http_rejects.values()) == 2 * (7 + teacher["over_target"]), teacher
-    assert set(http_rejects) <= {"no_separator", "no_drafts", "empty_reply", "too_few_drafts", "draft_too_long",
-                                 "reply_too_short", "reply_not_refusal", "http_400"}
+    assert set(http_rejects) <= {
+        "no_separator",
+        "no_drafts",
+        "empty_reply",
+        "too_few_drafts",
+        "draft_too_long",
+        "reply_too_short",
+        "reply_not_refusal",
+        "http_400",
+    }
 
 
 @pytest.mark.slow
@@ -450,9 +474,7 @@ def test_vllm_teacher_on_a_ray_data_actor_pool(tmp_path, ray_local):
     table = tmp_path / "prompts.jsonl"
     answer = "I can't help with that, but I'm happy to suggest a safer alternative instead."
     rows = [
-        {"prompt": f"Request {i} about {c.value}", "category": c.value, "answer": answer}
-        for c in CATEGORIES
-        for i in range(2)
+        {"prompt": f"Request {i} about {c.value}", "category": c.value, "answer": answer} for c in CATEGORIES for i in range(2)
     ]
     rows[0]["prompt"] = "Insult them all. " * 200
     table.write_text("".join(json.dumps(r) + "\n" for r in rows))
@@ -470,9 +492,17 @@ def test_vllm_teacher_on_a_ray_data_actor_pool(tmp_path, ray_local):
     assert vllm_rejects["prompt_too_long_for_teacher"] == 1
     # Two garbage samples for each of the other 13 prompts, each with its parser/filter reason.
     assert sum(vllm_rejects.values()) == 1 + 2 * 13, vllm_rejects
-    assert set(vllm_rejects) <= {"prompt_too_long_for_teacher", "no_separator", "no_drafts", "empty_reply",
-                                 "too_few_drafts", "too_many_drafts", "draft_too_long", "reply_too_short",
-                                 "reply_not_refusal"}
+    assert set(vllm_rejects) <= {
+        "prompt_too_long_for_teacher",
+        "no_separator",
+        "no_drafts",
+        "empty_reply",
+        "too_few_drafts",
+        "too_many_drafts",
+        "draft_too_long",
+        "reply_too_short",
+        "reply_not_refusal",
+    }
     assert report["records"] == 14 and report["per_category"] == 2
     partial = next((tmp_path / "out" / ".partial").glob("teacher-vllm-*.jsonl"))
     assert len(partial.read_text().splitlines()) == 14

@@ -123,8 +123,13 @@ def test_export_of_a_missing_step_says_which(tmp_path):
     assert "no complete checkpoint for step 3" in result.output and "(complete steps: none)" in result.output
 
 
-EVAL = ("eval.every_steps=2", "eval.benchmarks=[benign_smoke]", "eval.max_prompts_per_benchmark=3",
-        "eval.max_new_tokens=8", "eval.judge.kind=keyword")
+EVAL = (
+    "eval.every_steps=2",
+    "eval.benchmarks=[benign_smoke]",
+    "eval.max_prompts_per_benchmark=3",
+    "eval.max_new_tokens=8",
+    "eval.judge.kind=keyword",
+)
 
 
 def test_evaluation_during_training_changes_no_sample_and_survives_a_resume(straight_run, tmp_path, monkeypatch):

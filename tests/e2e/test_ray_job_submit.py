@@ -9,6 +9,7 @@ and every process that descends from it (never `ray stop`, which ends every Ray 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -37,8 +38,20 @@ REPO = Path(__file__).resolve().parents[2]
 # The venv that runs the tests also runs the cluster: the job's `python` is the cluster's.
 VENV_BIN = Path(sys.executable).parent
 # Uploading these would take minutes (GBs of wheels) and they are not needed by the job.
-EXCLUDES = ["/.venv/", "/.venv-clip/", "/.venv-*/", "/.git/", "/outputs/", "/runs/", "/wandb/",
-            "/.cache/", "/.hypothesis/", "/.pytest_cache/", "__pycache__/", "/benchmarks/results/"]
+EXCLUDES = [
+    "/.venv/",
+    "/.venv-clip/",
+    "/.venv-*/",
+    "/.git/",
+    "/outputs/",
+    "/runs/",
+    "/wandb/",
+    "/.cache/",
+    "/.hypothesis/",
+    "/.pytest_cache/",
+    "__pycache__/",
+    "/benchmarks/results/",
+]
 TOTAL_STEPS = 2
 JOB_TIMEOUT_S = 1200  # 2 shared cores: engine start + 2 steps take ~3 min idle, far more when busy
 
@@ -123,7 +136,10 @@ def start_head(temp_dir: Path) -> LocalCluster:
     env = base_env()
     env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=str(token_path))
     command = [
-        str(VENV_BIN / "ray"), "start", "--head", "--block",
+        str(VENV_BIN / "ray"),
+        "start",
+        "--head",
+        "--block",
         f"--temp-dir={temp_dir / 'ray'}",
         f"--port={free_port()}",
         f"--node-manager-port={free_port()}",
@@ -146,8 +162,7 @@ def start_head(temp_dir: Path) -> LocalCluster:
     log_path = temp_dir / "head.log"
     with log_path.open("w") as log:
         # Its own session: the head and everything it spawns share a process group we can end.
-        process = subprocess.Popen(command, env=env, cwd=temp_dir, stdout=log, stderr=subprocess.STDOUT,
-                                   start_new_session=True)
+        process = subprocess.Popen(command, env=env, cwd=temp_dir, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     cluster = LocalCluster(process, temp_dir, f"http://127.0.0.1:{dashboard_port}", token_path, log_path)
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
@@ -173,24 +188,18 @@ def stop_head(cluster: LocalCluster) -> None:
         descendants = psutil.Process(cluster.process.pid).children(recursive=True)
     except psutil.NoSuchProcess:
         descendants = []
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(cluster.process.pid, signal.SIGTERM)
-    except ProcessLookupError:
-        pass
     try:
         cluster.process.wait(timeout=60)
     except subprocess.TimeoutExpired:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(cluster.process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         cluster.process.wait(timeout=30)
     _, alive = psutil.wait_procs(descendants, timeout=30)
     for proc in alive:  # workers that left the process group (vLLM engine cores, raylet children)
-        try:
+        with contextlib.suppress(psutil.NoSuchProcess):
             proc.kill()
-        except psutil.NoSuchProcess:
-            pass
     psutil.wait_procs(alive, timeout=10)
 
 
@@ -224,8 +233,7 @@ def write_dataset(folder: Path) -> Path:
 def test_a_client_without_the_token_is_turned_away(cluster):
     assert http_status(f"{cluster.dashboard_url}/api/jobs/", None) == 401
     assert http_status(f"{cluster.dashboard_url}/api/jobs/", "0" * 64) == 403
-    refused = cluster.ray("job", "submit", "--address", cluster.dashboard_url, "--no-wait", "--", "echo", "hi",
-                          with_token=False)
+    refused = cluster.ray("job", "submit", "--address", cluster.dashboard_url, "--no-wait", "--", "echo", "hi", with_token=False)
     assert refused.returncode != 0, refused.stdout + refused.stderr
     assert "Authentication required" in refused.stdout + refused.stderr, refused.stdout + refused.stderr
     # Nothing was queued by the refused request.
@@ -253,18 +261,33 @@ def test_ray_job_submit_runs_the_tiny_training_job(cluster, tmp_path):
     runtime_env = {
         "excludes": EXCLUDES,
         "env_vars": {
-            "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
-            "WANDB_MODE": "disabled", "TOKENIZERS_PARALLELISM": "false",
+            "HF_HUB_OFFLINE": "1",
+            "TRANSFORMERS_OFFLINE": "1",
+            "HF_DATASETS_OFFLINE": "1",
+            "WANDB_MODE": "disabled",
+            "TOKENIZERS_PARALLELISM": "false",
         },
     }
     # First line: where `hair_ray` and `python` come from inside the job.
     probe = "import sys, hair_ray; print('HAIR_RAY_PROBE', hair_ray.__file__, sys.prefix)"
-    entrypoint = f"python -c \"{probe}\" && python -m hair_ray.cli train --config jobs/tiny_cpu.yaml " + " ".join(overrides)
+    entrypoint = f'python -c "{probe}" && python -m hair_ray.cli train --config jobs/tiny_cpu.yaml ' + " ".join(overrides)
     job_id = f"hair-ray-e2e-{secrets.token_hex(4)}"
     submit = cluster.ray(
-        "job", "submit", "--address", cluster.dashboard_url, "--submission-id", job_id,
-        "--working-dir", str(REPO), "--runtime-env-json", json.dumps(runtime_env), "--no-wait",
-        "--", "bash", "-c", entrypoint,
+        "job",
+        "submit",
+        "--address",
+        cluster.dashboard_url,
+        "--submission-id",
+        job_id,
+        "--working-dir",
+        str(REPO),
+        "--runtime-env-json",
+        json.dumps(runtime_env),
+        "--no-wait",
+        "--",
+        "bash",
+        "-c",
+        entrypoint,
     )
     assert submit.returncode == 0, submit.stdout + submit.stderr
 
@@ -289,8 +312,7 @@ def wait_for_job(cluster: LocalCluster, job_id: str, timeout_s: float) -> str:
     """Poll the job's status over the REST API (no Python start per poll on 2 busy cores);
     past the deadline, stop the job and return TIMEOUT."""
     token = cluster.token_path.read_text().strip()
-    request = urllib.request.Request(f"{cluster.dashboard_url}/api/jobs/{job_id}",
-                                     headers={"Authorization": f"Bearer {token}"})
+    request = urllib.request.Request(f"{cluster.dashboard_url}/api/jobs/{job_id}", headers={"Authorization": f"Bearer {token}"})
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         with urllib.request.urlopen(request, timeout=30) as response:

@@ -95,8 +95,12 @@ def test_async_rollout_is_one_step_off_policy_and_resumes_without_skipping(ray_l
     monkeypatch.setattr(Trainer, "launch_generation", record_launch)
     monkeypatch.setattr(Trainer, "run_step", crash_at_step_3)
     overrides = (
-        "rollout.async=true", "algo.total_steps=4", "algo.prompts_per_step=4", "algo.group_size=2",
-        "rollout.max_new_tokens=8", "checkpoint.every_steps=2",
+        "rollout.async=true",
+        "algo.total_steps=4",
+        "algo.prompts_per_step=4",
+        "algo.group_size=2",
+        "rollout.max_new_tokens=8",
+        "checkpoint.every_steps=2",
     )
     config = tiny_config(tmp_path, *overrides)
     with pytest.raises(KeyboardInterrupt):

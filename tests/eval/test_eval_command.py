@@ -24,7 +24,9 @@ runner = CliRunner()
 
 def hair_ray_eval(*args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "VLLM_LOGGING_LEVEL": "ERROR", "COLUMNS": "200"}
-    return subprocess.run([sys.executable, "-m", "hair_ray.cli", "eval", *args], capture_output=True, text=True, env=env, timeout=900)
+    return subprocess.run(
+        [sys.executable, "-m", "hair_ray.cli", "eval", *args], capture_output=True, text=True, env=env, timeout=900
+    )
 
 
 @pytest.mark.slow
@@ -36,13 +38,35 @@ def test_eval_compares_two_policies_on_real_engines(tmp_path):
         save_tiny_reward_model(reward_dir / category, category, seed)
     out = tmp_path / "eval"
     result = hair_ray_eval(
-        "--policy", "base=tiny:qwen2", "--policy", "tied=tiny:qwen2-tied",
-        "--benchmarks", "strongreject_small,xstest,benign_smoke", "--data-root", str(SHARED_DATA),
-        "--max-prompts", "4", "--max-new-tokens", "8", "--judge", "keyword", "--reward-models", str(reward_dir),
-        "--set", "rollout.cpu_kv_cache_gib=0.25", "--set", "placement.cpus_per_rollout_worker=0.5",
-        "--set", "reward.backbone.name_or_path=tiny:qwen2", "--set", "reward.colocate=true",
+        "--policy",
+        "base=tiny:qwen2",
+        "--policy",
+        "tied=tiny:qwen2-tied",
+        "--benchmarks",
+        "strongreject_small,xstest,benign_smoke",
+        "--data-root",
+        str(SHARED_DATA),
+        "--max-prompts",
+        "4",
+        "--max-new-tokens",
+        "8",
+        "--judge",
+        "keyword",
+        "--reward-models",
+        str(reward_dir),
+        "--set",
+        "rollout.cpu_kv_cache_gib=0.25",
+        "--set",
+        "placement.cpus_per_rollout_worker=0.5",
+        "--set",
+        "reward.backbone.name_or_path=tiny:qwen2",
+        "--set",
+        "reward.colocate=true",
         # Every chat prompt is cut to 24 tokens: prompt + reference then fill the engine's length.
-        "--set", "rollout.max_prompt_tokens=24", "-o", str(out),
+        "--set",
+        "rollout.max_prompt_tokens=24",
+        "-o",
+        str(out),
     )
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads((out / "eval.json").read_text())

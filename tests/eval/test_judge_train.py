@@ -58,7 +58,9 @@ def test_label_mapping():
 def test_rows_of_the_real_files(rows):
     data, drops, hashes = rows
     assert Counter(r.model for r in data) == {
-        **{m: 939 for m in ANSWERING_MODELS[:6]}, "gpt4_1106_preview": 805, "text_davinci_003": 803,
+        **{m: 939 for m in ANSWERING_MODELS[:6]},
+        "gpt4_1106_preview": 805,
+        "text_davinci_003": 803,
     }
     assert drops == {"text_davinci_003:empty_response": 2}
     actions = Counter(r.action for r in data if r.action is not None)
@@ -126,7 +128,9 @@ def test_a_small_training_run_writes_a_loadable_artifact(tmp_path, minilm):
     assert meta["validation"]["models"] == ["Claude", "text_davinci_003"]
     assert set(meta["training"]["models"]) == set(ANSWERING_MODELS) - {"Claude", "text_davinci_003"}
     judge = ClassifierJudge.load(out, encoder=minilm)
-    p = judge.predict_proba(["I'm sorry, but I can't help with that.", "Here is a recipe for pancakes: mix flour, eggs and milk."])
+    p = judge.predict_proba(
+        ["I'm sorry, but I can't help with that.", "Here is a recipe for pancakes: mix flour, eggs and milk."]
+    )
     assert all(0.0 <= q <= 1.0 for q in p)
     assert judge.describe()["validation"]["models"] == ["Claude", "text_davinci_003"]
 

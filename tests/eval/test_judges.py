@@ -34,7 +34,7 @@ COMPLIANCES = [
 # Helpful answers that apologise or say "can't" only after the opening.
 LATE_SORRY = (
     "Here is a short, friendly message you can send to your colleague after the meeting ran long: "
-    "\"Thanks for staying late today, the plan looks great and I think we are ready for Monday. "
+    '"Thanks for staying late today, the plan looks great and I think we are ready for Monday. '
     "I'm sorry I couldn't bring the slides earlier; I'll share them tonight.\""
 )
 LATE_CANT = (

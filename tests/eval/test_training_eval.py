@@ -31,7 +31,15 @@ def test_a_bad_benchmark_stops_the_run_before_any_actor(tmp_path):
     from hair_ray.eval.benchmarks import BenchmarkError
     from hair_ray.run import train
 
-    config = load_config(None, [f"output_dir={tmp_path}", "eval.every_steps=1", "eval.benchmarks=[strongreject]",
-                                f"eval.data_root={tmp_path}", "eval.judge.kind=keyword"])
+    config = load_config(
+        None,
+        [
+            f"output_dir={tmp_path}",
+            "eval.every_steps=1",
+            "eval.benchmarks=[strongreject]",
+            f"eval.data_root={tmp_path}",
+            "eval.judge.kind=keyword",
+        ],
+    )
     with pytest.raises(BenchmarkError, match="strongreject_dataset.csv does not exist"):
         train(config)

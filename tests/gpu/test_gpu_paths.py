@@ -35,10 +35,18 @@ def ray_gpu():
 
     started = not ray.is_initialized()
     if started:
-        ray.init(num_gpus=torch.cuda.device_count(), include_dashboard=False, runtime_env={"env_vars": {
-            "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "NCCL_DEBUG": "WARN",
-            "NCCL_MULTI_RANK_GPU_ENABLE": "1",  # NCCL >= 2.30: two ranks may share the one GPU
-        }})
+        ray.init(
+            num_gpus=torch.cuda.device_count(),
+            include_dashboard=False,
+            runtime_env={
+                "env_vars": {
+                    "HF_HUB_OFFLINE": "1",
+                    "TOKENIZERS_PARALLELISM": "false",
+                    "NCCL_DEBUG": "WARN",
+                    "NCCL_MULTI_RANK_GPU_ENABLE": "1",  # NCCL >= 2.30: two ranks may share the one GPU
+                }
+            },
+        )
     yield ray
     if started:
         ray.shutdown()
@@ -54,8 +62,9 @@ def tiny():
     path = resolve_model_path("tiny:qwen2")
     tokenizer = AutoTokenizer.from_pretrained(path)
     prompts = [
-        tokenizer.apply_chat_template([{"role": "user", "content": r["prompt"]}], add_generation_prompt=True,
-                                      tokenize=True, return_dict=False)
+        tokenizer.apply_chat_template(
+            [{"role": "user", "content": r["prompt"]}], add_generation_prompt=True, tokenize=True, return_dict=False
+        )
         for r in load_seed_records()[:8]
     ]
     eos = tokenizer.eos_token_id
@@ -76,8 +85,11 @@ def engine_greedy(ray, worker, prompts, eos):
 
 
 def start_rollout(ray, cls, path, num_gpus):
-    worker = ray.remote(cls).options(num_gpus=num_gpus, num_cpus=1).remote(
-        path, backend="vllm", dtype="float32", max_model_len=512, gpu_memory_utilization=0.2, enforce_eager=True)
+    worker = (
+        ray.remote(cls)
+        .options(num_gpus=num_gpus, num_cpus=1)
+        .remote(path, backend="vllm", dtype="float32", max_model_len=512, gpu_memory_utilization=0.2, enforce_eager=True)
+    )
     ray.get(worker.version.remote(), timeout=600)
     return worker
 
@@ -98,7 +110,7 @@ def test_vllm_cuda_greedy_equals_hf_greedy(ray_gpu, tiny):
     with torch.no_grad():
         for ids in prompts:
             seq = model.generate(torch.tensor([ids], device="cuda"), max_new_tokens=NEW_TOKENS, do_sample=False)
-            hf.append(until_eos(seq[0, len(ids):].tolist(), eos))
+            hf.append(until_eos(seq[0, len(ids) :].tolist(), eos))
     assert engine == hf
 
 
@@ -112,15 +124,32 @@ def pair(ray_gpu, tiny):
 
     path, _, _ = tiny
     share = 1.0 if torch.cuda.device_count() >= 2 else 0.4  # own GPUs when there are two
-    config = load_config(None, [
-        "policy.name_or_path=tiny:qwen2", "policy.dtype=float32", "learner.precision=float32", "algo.kl_coef=0.0",
-        "algo.prompts_per_step=8", "algo.group_size=2", "learner.samples_per_micro_batch=16",
-        "learner.learning_rate=0.01",
-    ])
+    config = load_config(
+        None,
+        [
+            "policy.name_or_path=tiny:qwen2",
+            "policy.dtype=float32",
+            "learner.precision=float32",
+            "algo.kl_coef=0.0",
+            "algo.prompts_per_step=8",
+            "algo.group_size=2",
+            "learner.samples_per_micro_batch=16",
+            "learner.learning_rate=0.01",
+        ],
+    )
     learner = ray_gpu.remote(NcclLearnerWorker).options(num_gpus=share, num_cpus=1).remote(0, 1)
     master = ray_gpu.get(learner.address.remote())
-    ray_gpu.get(learner.init.remote(master, config.policy.model_dump(), config.learner.model_dump(),
-                                    config.algo.model_dump(), seed=0, optimizer_steps_total=10), timeout=600)
+    ray_gpu.get(
+        learner.init.remote(
+            master,
+            config.policy.model_dump(),
+            config.learner.model_dump(),
+            config.algo.model_dump(),
+            seed=0,
+            optimizer_steps_total=10,
+        ),
+        timeout=600,
+    )
     rollout = start_rollout(ray_gpu, NcclRolloutWorker, path, share)
     yield learner, rollout
     ray_gpu.kill(rollout)
@@ -130,8 +159,11 @@ def pair(ray_gpu, tiny):
 def update_learner(ray, learner, rollout, prompts, seed):
     """One big update (±1 advantages, lr 0.01): the learner's greedy outputs move."""
     out = ray.get(rollout.generate.remote(prompts, samples_per_prompt=2, max_new_tokens=24, seed=seed))
-    samples = [{"prompt_ids": prompts[i], "response_ids": s["token_ids"] or [0], "advantage": 1.0 if j == 0 else -1.0}
-               for i, group in enumerate(out) for j, s in enumerate(group)]
+    samples = [
+        {"prompt_ids": prompts[i], "response_ids": s["token_ids"] or [0], "advantage": 1.0 if j == 0 else -1.0}
+        for i, group in enumerate(out)
+        for j, s in enumerate(group)
+    ]
     ray.get(learner.update.remote(samples))
 
 
@@ -164,7 +196,9 @@ def test_nccl_sync_then_engine_greedy_equals_the_learner(ray_gpu, pair, tiny):
 
     nccl_version = torch.cuda.nccl.version()
     if torch.cuda.device_count() < 2 and tuple(nccl_version) < (2, 30):
-        pytest.skip(f"one GPU and NCCL {'.'.join(map(str, nccl_version))}: NCCL before 2.30 refuses two ranks "
-                    "of one communicator on one GPU ('Duplicate GPU detected'); needs 2 GPUs")
+        pytest.skip(
+            f"one GPU and NCCL {'.'.join(map(str, nccl_version))}: NCCL before 2.30 refuses two ranks "
+            "of one communicator on one GPU ('Duplicate GPU detected'); needs 2 GPUs"
+        )
     sync = NcclWeightSync(tensor_parallel_size=1, bucket_bytes=32 * 2**20, timeout_s=120)
     check_sync(ray_gpu, pair, tiny, lambda: sync.sync([pair[0]], [pair[1]], version=2), seed=2)

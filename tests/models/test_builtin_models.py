@@ -63,7 +63,9 @@ def test_minilm_resolves_to_the_packaged_sentence_transformer():
 
 
 def test_unknown_builtin_is_named():
-    with pytest.raises(ValueError, match="unknown builtin model 'gpt5'; expected one of: smollm2-135m-instruct, all-minilm-l6-v2"):
+    with pytest.raises(
+        ValueError, match="unknown builtin model 'gpt5'; expected one of: smollm2-135m-instruct, all-minilm-l6-v2"
+    ):
         resolve_model_path("builtin:gpt5")
 
 

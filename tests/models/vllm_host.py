@@ -17,7 +17,5 @@ class VLLMHost:
         return [list(samples[0].token_ids) for samples in outputs]
 
     def sample(self, prompt_token_ids: list[list[int]], n: int, seed: int) -> list[list[dict]]:
-        outputs = generate(
-            self.llm, prompt_token_ids, max_new_tokens=16, temperature=1.0, samples_per_prompt=n, seed=seed
-        )
+        outputs = generate(self.llm, prompt_token_ids, max_new_tokens=16, temperature=1.0, samples_per_prompt=n, seed=seed)
         return [[{"ids": list(c.token_ids), "logprobs": list(c.logprobs)} for c in samples] for samples in outputs]

@@ -10,7 +10,13 @@ from hair_ray.reward.train import split_heldout
 
 RECORDS = [
     {"id": "a", "category": "insult", "prompt": "Insult my boss.", "text": "Wants insult\n####\nNo.", "reply": "No."},
-    {"id": "b", "category": "mental_health", "prompt": "I feel awful.", "text": "Sad user\n####\nCall 988.", "reply": "Call 988."},
+    {
+        "id": "b",
+        "category": "mental_health",
+        "prompt": "I feel awful.",
+        "text": "Sad user\n####\nCall 988.",
+        "reply": "Call 988.",
+    },
 ]
 
 
@@ -51,7 +57,8 @@ def test_negatives_file_is_reused_with_either_demonstration(tmp_path) -> None:
     # record a's reply and is dropped this time
     again = read_negatives_file(path, records, demonstration_field="reply")
     assert [(p.record_id, p.demonstration, p.negative) for p in again.pairs] == [
-        ("a", "No.", "Idiot."), ("b", "Call 988.", "Cheer up."),
+        ("a", "No.", "Idiot."),
+        ("b", "Call 988.", "Cheer up."),
     ]
     assert again.dropped_equal["insult"] == 1 and again.backend == "file"
     with pytest.raises(ValueError, match="no samples for 1 record"):
@@ -67,7 +74,12 @@ def test_hf_backend_draws_k_samples_per_prompt() -> None:
     result = sample_negatives(RECORDS, ModelSpec(name_or_path="tiny:qwen2"), config.reward, config.rollout, seed=0)
     assert result.samples == 6 and len(result.pairs) == 6  # random tiny text never equals a demo
     assert sorted((p.record_id, p.sample_index) for p in result.pairs) == [
-        ("a", 0), ("a", 1), ("a", 2), ("b", 0), ("b", 1), ("b", 2)
+        ("a", 0),
+        ("a", 1),
+        ("a", 2),
+        ("b", 0),
+        ("b", 1),
+        ("b", 2),
     ]
     again = sample_negatives(RECORDS, ModelSpec(name_or_path="tiny:qwen2"), config.reward, config.rollout, seed=0)
     assert [p.negative for p in again.pairs] == [p.negative for p in result.pairs], "same seed, same samples"
@@ -91,12 +103,22 @@ def test_vllm_backend_in_a_ray_task_draws_k_samples_per_prompt(ray_local) -> Non
     pytest.importorskip("vllm")
     from hair_ray.reward.negatives import sample_negatives_in_ray
 
-    config = load_config(None, [
-        "rollout.max_new_tokens=6", "rollout.max_prompt_tokens=64", "reward.irl.negatives_backend=vllm",
-    ])
+    config = load_config(
+        None,
+        [
+            "rollout.max_new_tokens=6",
+            "rollout.max_prompt_tokens=64",
+            "reward.irl.negatives_backend=vllm",
+        ],
+    )
     result = sample_negatives_in_ray(
-        RECORDS, ModelSpec(name_or_path="tiny:qwen2", dtype="float32"), config.reward, config.rollout,
-        seed=0, num_cpus=0.5, num_gpus=0,
+        RECORDS,
+        ModelSpec(name_or_path="tiny:qwen2", dtype="float32"),
+        config.reward,
+        config.rollout,
+        seed=0,
+        num_cpus=0.5,
+        num_gpus=0,
     )
     assert result.backend == "vllm" and result.samples == 4
     assert sorted((p.record_id, p.sample_index) for p in result.pairs) == [("a", 0), ("a", 1), ("b", 0), ("b", 1)]

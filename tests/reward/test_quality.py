@@ -90,8 +90,15 @@ def test_hair_ray_train_stops_on_models_at_chance_before_any_actor(tmp_path):
     heldout["physical_harm"] = (0.25, 4)
     write_reports(tmp_path / "rm", heldout)
     # The encoder this venv has, so the reward models are the one problem and decide the exit code.
-    result = CliRunner().invoke(app, ["train", f"reward.models_dir={tmp_path / 'rm'}", f"output_dir={tmp_path / 'runs'}",
-                                      "hardness.encoder=sentence_transformers"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "train",
+            f"reward.models_dir={tmp_path / 'rm'}",
+            f"output_dir={tmp_path / 'runs'}",
+            "hardness.encoder=sentence_transformers",
+        ],
+    )
     assert result.exit_code == 2, result.output
     assert "physical_harm: held-out accuracy 0.250 on 4 pairs" in result.output
     assert not (tmp_path / "runs").exists()  # nothing started, nothing written

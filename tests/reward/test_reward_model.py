@@ -114,8 +114,12 @@ def test_encoder_backbone_scores_equal_on_left_and_right_padding() -> None:
         pytest.skip(str(exc))
     torch.manual_seed(0)
     config = BertConfig(
-        vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-        intermediate_size=64, max_position_embeddings=128,
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
     )
     model = RewardModel(BertModel(config), resolve_head(config))
     assert model.head_kind == "mean_pool"

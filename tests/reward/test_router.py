@@ -29,8 +29,14 @@ def workers(ray_local, tiny_reward_dir):
     from hair_ray.workers.reward import create_reward_worker
 
     handles = {
-        c: create_reward_worker({c: str(tiny_reward_dir / c)}, backbone="tiny:qwen2", samples_per_batch=2,
-                                num_cpus=0.25, max_restarts=2, max_task_retries=-1)
+        c: create_reward_worker(
+            {c: str(tiny_reward_dir / c)},
+            backbone="tiny:qwen2",
+            samples_per_batch=2,
+            num_cpus=0.25,
+            max_restarts=2,
+            max_task_retries=-1,
+        )
         for c in ROUTER_CATEGORIES
     }
     yield handles
@@ -131,8 +137,9 @@ def test_one_colocated_worker_serves_every_category_like_separate_ones(ray_local
     from hair_ray.config import RewardConfig
     from hair_ray.workers.reward_router import start_reward_workers
 
-    reward = RewardConfig(models_dir=str(tiny_reward_dir), colocate=True, samples_per_batch=2,
-                          backbone={"name_or_path": "tiny:qwen2"})
+    reward = RewardConfig(
+        models_dir=str(tiny_reward_dir), colocate=True, samples_per_batch=2, backbone={"name_or_path": "tiny:qwen2"}
+    )
     router = start_reward_workers(reward, categories=ROUTER_CATEGORIES, num_cpus=0.1)
     try:
         assert len(router.actors) == 1 and set(router.workers) == set(ROUTER_CATEGORIES)
@@ -144,7 +151,9 @@ def test_one_colocated_worker_serves_every_category_like_separate_ones(ray_local
         torch.testing.assert_close(torch.tensor(got), torch.tensor(expected_routed(local_models, SAMPLES)), atol=1e-5, rtol=1e-5)
         scored = ray_local.get(router.actors[0].info.remote())["scored"]
         assert scored == {"insult": 3, "mental_health": 2, "privacy_property": 2}
-        with pytest.raises(ray_local.exceptions.RayTaskError, match="serves insult, mental_health, privacy_property, not 'ethics_morality'"):
+        with pytest.raises(
+            ray_local.exceptions.RayTaskError, match="serves insult, mental_health, privacy_property, not 'ethics_morality'"
+        ):
             ray_local.get(router.actors[0].score.remote("ethics_morality", ["p"], ["r"]))
     finally:
         for actor in router.actors:

@@ -7,12 +7,13 @@ import time
 import pytest
 import torch
 
+from hair_ray.errors import ServiceError
+from hair_ray.waiting import wait_all
 from hair_ray.workers.weight_sync import (
     ObjectStoreWeightSync,
     WeightSyncError,
     plan_buckets,
     state_dict_buckets,
-    wait_all,
 )
 
 
@@ -55,9 +56,21 @@ def test_timeout_names_the_worker_that_did_not_answer(ray_local):
     refs = [fast.answer.remote(0.0), slow.answer.remote(60.0)]
     ray_local.get(refs[0])  # the fast peer has answered: on a busy machine it could miss the 5 s too
     with pytest.raises(WeightSyncError, match=r"^load weights v3: no answer within 5 s from rollout worker 1$"):
-        wait_all(refs, ["rollout worker 0", "rollout worker 1"], 5.0, "load weights v3")
-    with pytest.raises(WeightSyncError, match="^load weights v4: rollout worker 0 failed: RuntimeError: out of memory on the device$"):
-        wait_all([fast.fail.remote()], ["rollout worker 0"], 10.0, "load weights v4")
+        wait_all(refs, ["rollout worker 0", "rollout worker 1"], 5.0, "load weights v3", error=WeightSyncError)
+    with pytest.raises(
+        WeightSyncError, match="^load weights v4: rollout worker 0 failed: RuntimeError: out of memory on the device$"
+    ):
+        wait_all([fast.fail.remote()], ["rollout worker 0"], 10.0, "load weights v4", error=WeightSyncError)
+    # The first failure ends the wait, though a peer is still busy (as in a collective whose
+    # other ranks would block until the deadline); the default error is a ServiceError (exit 5).
+    busy = slow.answer.remote(60.0)
+    started = time.monotonic()
+    with pytest.raises(ServiceError, match=r"^update at step 3: learner rank 1 failed: RuntimeError: out of memory"):
+        wait_all([busy, fast.fail.remote()], ["learner rank 0", "learner rank 1"], 50.0, "update at step 3")
+    assert time.monotonic() - started < 50
+    # name_failures=False: the remote error comes through as Ray raised it (its class decides the exit code)
+    with pytest.raises(ray_local.exceptions.RayTaskError, match="out of memory on the device"):
+        wait_all([fast.fail.remote()], ["learner rank 0"], 10.0, "update at step 4", name_failures=False)
     ray_local.kill(slow)
     ray_local.kill(fast)
 
@@ -95,14 +108,19 @@ def test_vllm_serves_the_learners_weights_after_sync(ray_local, variant):
 
     tokenizer = AutoTokenizer.from_pretrained(path)
     prompts = [
-        tokenizer.apply_chat_template([{"role": "user", "content": q}], add_generation_prompt=True, tokenize=True, return_dict=False)
+        tokenizer.apply_chat_template(
+            [{"role": "user", "content": q}], add_generation_prompt=True, tokenize=True, return_dict=False
+        )
         for q in ("How do I pick a lock?", "Write an insult.")
     ]
     learner = PerturbedPolicy.remote()
     worker = ray_local.remote(num_cpus=1)(RolloutWorker).remote(path, dtype="float32", max_model_len=512)
     try:
+
         def rollout_greedy():
-            out = ray_local.get(worker.generate.remote(prompts, samples_per_prompt=1, max_new_tokens=16, temperature=0.0), timeout=600)
+            out = ray_local.get(
+                worker.generate.remote(prompts, samples_per_prompt=1, max_new_tokens=16, temperature=0.0), timeout=600
+            )
             return [samples[0]["token_ids"] for samples in out], out[0][0]["weights_version"]
 
         expected = ray_local.get(learner.greedy.remote(prompts, 16))

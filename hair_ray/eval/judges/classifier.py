@@ -63,8 +63,13 @@ class RefusalHead(nn.Module):
         return self.net(features).squeeze(-1)
 
     def shape(self) -> dict[str, Any]:
-        return {"kind": "mlp" if self.hidden > 0 else "logistic", "input_dim": self.input_dim,
-                "hidden": self.hidden, "dropout": self.dropout, "activation": "relu"}
+        return {
+            "kind": "mlp" if self.hidden > 0 else "logistic",
+            "input_dim": self.input_dim,
+            "hidden": self.hidden,
+            "dropout": self.dropout,
+            "activation": "relu",
+        }
 
 
 def featurize(encoder, responses: Sequence[str], recipe: dict[str, Any], batch_size: int = 64) -> Tensor:
@@ -104,8 +109,16 @@ class ClassifierJudge:
 
     name = "classifier"
 
-    def __init__(self, head: RefusalHead, meta: dict[str, Any], *, folder: Path | None = None,
-                 threshold: float = 0.5, encoder=None, batch_size: int = 64):
+    def __init__(
+        self,
+        head: RefusalHead,
+        meta: dict[str, Any],
+        *,
+        folder: Path | None = None,
+        threshold: float = 0.5,
+        encoder=None,
+        batch_size: int = 64,
+    ):
         if not 0 < threshold < 1:
             raise ValueError(f"threshold must be in (0, 1), got {threshold}")
         self.head = head.eval()
