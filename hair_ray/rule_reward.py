@@ -32,6 +32,10 @@ class RuleReward:
 
     def __init__(self, function: RewardFunction):
         self.function = function
+        self.actors: list = []  # nothing to stop: the rule runs on the driver
+
+    def wait_ready(self) -> None:
+        """A rule is ready at once (RewardRouter waits for its actors to load)."""
 
     def score_async(self, prompts: Sequence[str], responses: Sequence[str], categories: Sequence[str]) -> list[float]:
         scores = [float(s) for s in self.function(list(prompts), list(responses), list(categories))]

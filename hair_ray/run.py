@@ -13,7 +13,6 @@ from typing import Any
 
 from hair_ray.algo.batching import optimizer_steps_per_epoch
 from hair_ray.config import RunConfig
-from hair_ray.waiting import wait_all
 
 log = logging.getLogger(__name__)
 
@@ -122,13 +121,14 @@ def train(config: RunConfig, *, overwrite: bool = False) -> dict[str, Any]:
 
     from hair_ray.checkpoint import load_checkpoint, restore_rng_state, stage_checkpoint
     from hair_ray.eval.training import TrainingEvaluation, training_judge
+    from hair_ray.learner_group import LearnerGroup
     from hair_ray.models.loading import load_tokenizer
     from hair_ray.placement import cluster_resources_from_ray, create_placement_groups, plan_placement, remove_placement_groups
     from hair_ray.preflight import raise_on_problems
     from hair_ray.rollout_group import RolloutGroup
     from hair_ray.run_folder import plan_run_start
     from hair_ray.tracking import Tracker
-    from hair_ray.trainer import Actors, Trainer
+    from hair_ray.trainer import Actors, RewardSource, Trainer
     from hair_ray.workers.learner import start_learner_group
 
     # Everything that can fail on bad input fails here, before Ray: a bad config costs a second.
@@ -154,9 +154,10 @@ def train(config: RunConfig, *, overwrite: bool = False) -> dict[str, Any]:
     resume_from = start.resume_from
     checkpoint = load_checkpoint(resume_from, config) if resume_from else None
 
-    learners: list = []
+    learners: LearnerGroup | None = None
     rollout_workers: list = []
-    rewards = scorer = None
+    rewards: RewardSource | None = None
+    scorer = None
     try:
         from hair_ray.placement import actor_options
 
@@ -168,68 +169,65 @@ def train(config: RunConfig, *, overwrite: bool = False) -> dict[str, Any]:
         strategies = [
             actor_options(plan, groups, "learner", r).get("scheduling_strategy") for r in range(config.learner.num_workers)
         ]
-        learners = start_learner_group(
+        learner_actors = start_learner_group(
             config,
             optimizer_steps_total=optimizer_steps_total(config),
             num_cpus_per_worker=plan.roles["learner"].cpus_per_actor,
             scheduling_strategies=strategies if all(strategies) else None,
         )
+        learners = LearnerGroup(learner_actors, config.learner.timeout_s)
         ray.get([worker.version.remote() for worker in rollout_workers], timeout=config.rollout.timeout_s)
-        if hasattr(rewards, "wait_ready"):
-            rewards.wait_ready()
+        rewards.wait_ready()
         if scorer is not None:
             ray.get(scorer.stats.remote(), timeout=config.rollout.timeout_s)
-        ranks = [f"learner rank {rank}" for rank in range(len(learners))]
         rollout = RolloutGroup(rollout_workers, config)
         trainer = Trainer(config, records, Actors(rollout, learners, rewards, scorer), tokenizer, refusal_judge=judge)
         if checkpoint is not None:
-            folder, tag = str(checkpoint.learner_dir), "learner"
-            wait_all(
-                [learner.load_checkpoint.remote(folder, tag) for learner in learners],
-                ranks,
-                config.learner.timeout_s,
-                f"load checkpoint {checkpoint.path}",
-                name_failures=False,
+            learners.load(checkpoint.learner_dir)
+            trainer.load_state(
+                {
+                    "step": checkpoint.step,
+                    "sampler": checkpoint.state.sampler_state,
+                    "weights_version": checkpoint.state.weights_version,
+                }
             )
-            trainer.load_state({"step": checkpoint.step, "sampler": checkpoint.state.sampler_state})
             restore_rng_state(checkpoint.rng_state())
             # The engines start from the original weights: give them the restored ones.
-            rollout.sync_weights(learners, trainer.weights_version)
+            rollout.sync_weights(learners.actors, trainer.weights_version)
             log.info("resumed from %s at step %d", resume_from, checkpoint.step)
 
-        metrics: dict[str, Any] = {}
         started = time.monotonic()
-        # The shadow reward of eval responses needs the seven models (not a rule reward).
-        eval_rewards = None if config.reward.function else rewards
-        if evaluation is not None and trainer.step == 0:
-            evaluation.run(0, rollout_workers, tokenizer, eval_rewards)  # the base policy
+
+        def save_checkpoint(step: int, state: dict[str, Any]) -> None:
+            with stage_checkpoint(
+                config.run_dir,
+                step,
+                config=config,
+                sampler_state=state["sampler"],
+                weights_version=state["weights_version"],
+                wall_time_s=time.monotonic() - started,
+            ) as staging:
+                learners.save(staging / "learner")
+
+        evaluate = None
+        if evaluation is not None:
+            # The shadow reward of eval responses needs the seven models (not a rule reward).
+            eval_rewards = None if config.reward.function else rewards
+
+            def evaluate(step: int) -> dict[str, float]:
+                if step and not evaluation.due(step):
+                    return {}
+                return evaluation.run(step, rollout_workers, tokenizer, eval_rewards)
+
         with Tracker(config.run_dir, config, start_step=trainer.step, total_steps=config.algo.total_steps) as tracker:
-            while trainer.step < config.algo.total_steps:
-                metrics = trainer.run_step()
-                metrics["rollout/restarts"] = float(rollout.restarts)
-                if evaluation is not None and evaluation.due(trainer.step):
-                    metrics.update(evaluation.run(trainer.step, rollout_workers, tokenizer, eval_rewards))
-                tracker.log(trainer.step, metrics)
-                last = trainer.step == config.algo.total_steps
-                if trainer.step % config.checkpoint.every_steps == 0 or last:
-                    with stage_checkpoint(
-                        config.run_dir,
-                        trainer.step,
-                        config=config,
-                        sampler_state=trainer.sampler_state(),
-                        weights_version=trainer.weights_version,
-                        wall_time_s=time.monotonic() - started,
-                    ) as staging:
-                        folder = str(staging / "learner")
-                        saves = [learner.save_checkpoint.remote(folder, "learner") for learner in learners]
-                        wait_all(
-                            saves, ranks, config.learner.timeout_s, f"save checkpoint step {trainer.step}", name_failures=False
-                        )
-        return metrics
+            return trainer.fit(tracker.log, save_checkpoint, evaluate)
     finally:
-        if learners:
-            ray.get([learner.shutdown.remote() for learner in learners], timeout=120)
-        others = list(getattr(rewards, "actors", [])) + ([scorer] if scorer is not None else [])
-        for actor in learners + rollout_workers + others:
+        if learners is not None:
+            try:
+                learners.shutdown()
+            except Exception as exc:
+                log.warning("learner shutdown: %s", exc)
+        others = (rewards.actors if rewards is not None else []) + ([scorer] if scorer is not None else [])
+        for actor in (learners.actors if learners is not None else []) + rollout_workers + others:
             ray.kill(actor)
         remove_placement_groups(groups)

@@ -10,21 +10,24 @@
     log(stats); maybe checkpoint()
 
 Everything heavy lives in actors (hair_ray/workers); this file only orders the phases, times
-them, and keeps the state a resume needs (step, sampler cursor, RNG, weights version).
+them, and keeps the state a resume needs (step, sampler cursor, weights version). `fit` is the
+loop; `hair_ray.run.train` starts the actors and hands it the tracker, the checkpoint writer and
+the evaluation.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 
 from hair_ray.algo.hardness import grpo_s_advantages
-from hair_ray.config import RunConfig, config_hash
+from hair_ray.config import RunConfig
+from hair_ray.learner_group import LearnerGroup
 from hair_ray.models.loading import chat_prompt_ids
 from hair_ray.rollout_group import RolloutGroup
 from hair_ray.run_metrics import step_metrics
@@ -54,11 +57,29 @@ class PhaseTimer:
             self.seconds[phase] = self.seconds.get(phase, 0.0) + time.perf_counter() - start
 
 
+class RewardSource(Protocol):
+    """What the loop asks of the rewards: the seven shadow reward models behind a RewardRouter,
+    or a RuleReward (tests, baselines)."""
+
+    @property
+    def actors(self) -> list:
+        """The Ray actors to stop at the end (none for a rule)."""
+        ...
+
+    def wait_ready(self) -> Any: ...
+
+    def score_async(self, prompts: Sequence[str], responses: Sequence[str], categories: Sequence[str]) -> Any: ...
+
+    def gather(self, pending: Any) -> list[float]: ...
+
+    def demonstration_rewards(self, records: Sequence[Mapping[str, Any]]) -> list[float]: ...
+
+
 @dataclass
 class Actors:
     rollout: RolloutGroup
-    learners: list
-    rewards: Any  # RewardRouter or RuleReward: score_async / gather / demonstration_rewards
+    learners: LearnerGroup
+    rewards: RewardSource
     scorer: Any | None  # HardnessScorer actor, None when α^D is off
 
 
@@ -85,80 +106,68 @@ class Trainer:
     def prompt_ids(self, batch: list[dict]) -> list[list[int]]:
         return chat_prompt_ids(self.tokenizer, [record["prompt"] for record in batch], self.config.rollout.max_prompt_tokens)
 
-    def launch_generation(self, batch: list[dict]):
-        seed = generation_seed(self.config.seed, self.step)  # same prompts, same samples on resume
+    def launch_generation(self, batch: list[dict], step: int):
+        """Start generating `batch` for step `step` (1-based); its seed depends on the step
+        alone, so a resumed run draws the same samples."""
+        seed = generation_seed(self.config.seed, step - 1)
         return self.actors.rollout.generate_async(self.prompt_ids(batch), self.config.algo.group_size, seed)
 
-    def run_step(self) -> dict[str, Any]:
-        cfg = self.config
-        timer = PhaseTimer()
-        hardness = cfg.hardness
+    def fit(
+        self,
+        log_metrics: Callable[[int, dict[str, Any]], object],
+        save_checkpoint: Callable[[int, dict[str, Any]], None],
+        evaluate: Callable[[int], dict[str, float]] | None = None,
+    ) -> dict[str, Any]:
+        """Train from the current step to `algo.total_steps`; returns the last step's metrics.
+        `evaluate(step)` measures the policy (step 0: the base model) and returns {} when no
+        evaluation is due; `save_checkpoint(step, state)` writes what `state()` returns."""
+        total, every = self.config.algo.total_steps, self.config.checkpoint.every_steps
+        if evaluate is not None and self.step == 0:
+            evaluate(0)
+        metrics: dict[str, Any] = {}
+        while self.step < total:
+            step = self.step + 1
+            metrics = self.run_step(step)
+            if evaluate is not None:
+                metrics.update(evaluate(step))
+            log_metrics(step, metrics)
+            if step % every == 0 or step == total:
+                save_checkpoint(step, self.state())
+        return metrics
+
+    def run_step(self, step: int) -> dict[str, Any]:
+        """Step `step` (1-based), as the paper's stage C orders it."""
+        cfg, timer = self.config, PhaseTimer()
+        # 1. G samples for each prompt of a category-balanced batch
         with timer("generate"):
-            if self._next_batch is not None:
-                batch, pending = self._next_batch
-                self._next_batch = self._cursor_before_prefetch = None
-            else:
-                batch = self.sampler.next(cfg.algo.prompts_per_step)
-                pending = self.launch_generation(batch)
-            prompt_ids, samples = self.actors.rollout.gather(pending)
+            batch, prompt_ids, samples = self._generate(step)
         responses = [self.tokenizer.decode(s["token_ids"], skip_special_tokens=True) for s in samples]
         group_ids = [i // cfg.algo.group_size for i in range(len(samples))]
         owners = [batch[g] for g in group_ids]
-
+        # 2. rewards R_i from the prompt's category model, α^D from the scorer in parallel,
+        #    and the demonstrations' rewards r(q, y_q) for α^M
         with timer("reward"):
-            rewards_pending = self.actors.rewards.score_async(
-                [r["prompt"] for r in owners], responses, [r["category"] for r in owners]
-            )
-            alpha_ref = None
-            use_alpha_d = hardness.enabled and hardness.data_hardness and self.actors.scorer is not None
-            if use_alpha_d:
-                alpha_ref = self.actors.scorer.data_hardness.remote(responses, [r["id"] for r in owners], group_ids)
-            rewards = self.actors.rewards.gather(rewards_pending)
+            pending = self.actors.rewards.score_async([r["prompt"] for r in owners], responses, [r["category"] for r in owners])
+            alpha_ref = self._launch_data_hardness(responses, owners, group_ids)
+            rewards = self.actors.rewards.gather(pending)
             demo_rewards = self.actors.rewards.demonstration_rewards(owners)
         with timer("hardness"):
-            alpha = None
-            if alpha_ref is not None:
-                alpha = wait_all(
-                    [alpha_ref], ["the hardness scorer"], self.config.reward.score_timeout_s, "α^D", name_failures=False
-                )[0]
-
-        use_alpha_m = hardness.enabled and hardness.model_responsiveness
-        advantages = grpo_s_advantages(
-            torch.tensor(rewards, dtype=torch.float32),
-            torch.tensor(group_ids),
-            alpha_d=torch.tensor(alpha["alpha"]) if alpha is not None else None,
-            demo_rewards=torch.tensor(demo_rewards, dtype=torch.float32) if use_alpha_m else None,
-            use_data_hardness=alpha is not None,
-            use_model_responsiveness=use_alpha_m,
-            tau=hardness.tau,
-            tau_mode=hardness.tau_mode,
-            alpha_clip=hardness.alpha_clip,
-            combine=hardness.combine,
-            data_weight=hardness.data_weight,
-            eps=cfg.algo.advantage_eps,
-        )
-
-        if cfg.rollout.async_ and self.step + 1 < cfg.algo.total_steps:
-            # One step off-policy: the next batch is generated by the weights of this step,
-            # while the learner updates on this one.
-            self._cursor_before_prefetch = self.sampler.state()
-            next_batch = self.sampler.next(cfg.algo.prompts_per_step)
-            self.step += 1
-            self._next_batch = (next_batch, self.launch_generation(next_batch))
-            self.step -= 1
-
+            alpha = self._wait_data_hardness(alpha_ref)
+        # 3. group advantages Â scaled by α = α^D · α^M (hair_ray.algo.hardness)
+        advantages = self._advantages(rewards, group_ids, alpha, demo_rewards)
+        # 4. async: the next batch generates on these weights while the learner updates
+        if cfg.rollout.async_ and step < cfg.algo.total_steps:
+            self._prefetch(step + 1)
+        # 5. the GRPO-S update, then the new weights to the engines
         with timer("update"):
-            learner_metrics = self.update_learner(prompt_ids, samples, advantages.advantages.tolist())
+            samples_in = training_samples(prompt_ids, samples, advantages.advantages.tolist(), cfg.algo.group_size)
+            learner_metrics = self.actors.learners.update(samples_in, step)
         with timer("sync"):
             self.weights_version += 1
-            self.actors.rollout.sync_weights(self.actors.learners, self.weights_version)
-
-        self.step += 1
-        refused = [False] * len(responses)
-        if self.refusal_judge is not None:
-            with timer("judge"):
-                verdicts = self.refusal_judge.judge([r["prompt"] for r in owners], responses, ["harmful"] * len(responses))
-            refused = [bool(v.refused) for v in verdicts]
+            self.actors.rollout.sync_weights(self.actors.learners.actors, self.weights_version)
+        self.step = step
+        # 6. what the step did
+        refused = self._refused(owners, responses, timer)
         metrics = step_metrics(
             owners=owners,
             group_ids=group_ids,
@@ -171,20 +180,62 @@ class Trainer:
             timing=timer.seconds,
             weights_version=self.weights_version,
         )
+        metrics["rollout/restarts"] = float(self.actors.rollout.restarts)
         return metrics
 
-    def update_learner(self, prompt_ids, samples, advantages) -> dict[str, float]:
+    def _generate(self, step: int) -> tuple[list[dict], list[list[int]], list[dict]]:
+        if self._next_batch is not None:  # drawn and launched during the previous step
+            batch, pending = self._next_batch
+            self._next_batch = self._cursor_before_prefetch = None
+        else:
+            batch = self.sampler.next(self.config.algo.prompts_per_step)
+            pending = self.launch_generation(batch, step)
+        prompt_ids, samples = self.actors.rollout.gather(pending)
+        return batch, prompt_ids, samples
 
-        train = [
-            {"prompt_ids": prompt_ids[i // self.config.algo.group_size], "response_ids": s["token_ids"], "advantage": a}
-            for i, (s, a) in enumerate(zip(samples, advantages))
-        ]
-        share = len(train) // len(self.actors.learners)
-        refs = [
-            learner.update.remote(train[rank * share : (rank + 1) * share]) for rank, learner in enumerate(self.actors.learners)
-        ]
-        ranks = [f"learner rank {rank}" for rank in range(len(refs))]
-        return wait_all(refs, ranks, self.config.learner.timeout_s, f"update at step {self.step}", name_failures=False)[0]
+    def _prefetch(self, step: int) -> None:
+        # The cursor before the draw is what a checkpoint saves (see sampler_state).
+        self._cursor_before_prefetch = self.sampler.state()
+        batch = self.sampler.next(self.config.algo.prompts_per_step)
+        self._next_batch = (batch, self.launch_generation(batch, step))
+
+    def _launch_data_hardness(self, responses: list[str], owners: list[dict], group_ids: list[int]):
+        hardness = self.config.hardness
+        if not (hardness.enabled and hardness.data_hardness and self.actors.scorer is not None):
+            return None
+        return self.actors.scorer.data_hardness.remote(responses, [r["id"] for r in owners], group_ids)
+
+    def _wait_data_hardness(self, alpha_ref) -> dict[str, Any] | None:
+        if alpha_ref is None:
+            return None
+        timeout_s = self.config.reward.score_timeout_s
+        return wait_all([alpha_ref], ["the hardness scorer"], timeout_s, "α^D", name_failures=False)[0]
+
+    def _advantages(self, rewards: list[float], group_ids: list[int], alpha: dict | None, demo_rewards: list[float]):
+        hardness = self.config.hardness
+        use_alpha_m = hardness.enabled and hardness.model_responsiveness
+        return grpo_s_advantages(
+            torch.tensor(rewards, dtype=torch.float32),
+            torch.tensor(group_ids),
+            alpha_d=torch.tensor(alpha["alpha"]) if alpha is not None else None,
+            demo_rewards=torch.tensor(demo_rewards, dtype=torch.float32) if use_alpha_m else None,
+            use_data_hardness=alpha is not None,
+            use_model_responsiveness=use_alpha_m,
+            tau=hardness.tau,
+            tau_mode=hardness.tau_mode,
+            alpha_clip=hardness.alpha_clip,
+            combine=hardness.combine,
+            data_weight=hardness.data_weight,
+            eps=self.config.algo.advantage_eps,
+        )
+
+    def _refused(self, owners: list[dict], responses: list[str], timer: PhaseTimer) -> list[bool]:
+        """Which responses refuse (the refusal/fraction metric), by the training judge if any."""
+        if self.refusal_judge is None:
+            return [False] * len(responses)
+        with timer("judge"):
+            verdicts = self.refusal_judge.judge([r["prompt"] for r in owners], responses, ["harmful"] * len(responses))
+        return [bool(v.refused) for v in verdicts]
 
     # -- resume -------------------------------------------------------------------------------
 
@@ -196,9 +247,18 @@ class Trainer:
         return self._cursor_before_prefetch or self.sampler.state()
 
     def state(self) -> dict[str, Any]:
-        return {"step": self.step, "sampler": self.sampler_state(), "config_hash": config_hash(self.config)}
+        """What a checkpoint saves (besides the learner's own files)."""
+        return {"step": self.step, "sampler": self.sampler_state(), "weights_version": self.weights_version}
 
     def load_state(self, state: dict[str, Any]) -> None:
         self.step = state["step"]
-        self.weights_version = state["step"]
+        self.weights_version = state["weights_version"]
         self.sampler.load_state(state["sampler"])
+
+
+def training_samples(prompt_ids: list[list[int]], samples: list[dict], advantages: list[float], group_size: int) -> list[dict]:
+    """The learner's input: each sample's prompt and response token ids with its advantage."""
+    return [
+        {"prompt_ids": prompt_ids[i // group_size], "response_ids": sample["token_ids"], "advantage": advantage}
+        for i, (sample, advantage) in enumerate(zip(samples, advantages))
+    ]

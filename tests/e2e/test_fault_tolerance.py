@@ -48,19 +48,20 @@ def straight_run(ray_local, tmp_path_factory):
     return config
 
 
-def train_until_crash_at_step_3(config, monkeypatch) -> None:
-    """Train until step 3 starts, then die as a killed driver would (after the step-2 checkpoint)."""
+def train_until_crash_at_step_4(config, monkeypatch) -> None:
+    """Train three steps, then die as a killed driver would when step 4 starts (the last
+    checkpoint is step 2, so step 3 is logged but not saved)."""
     from hair_ray.run import train
     from hair_ray.trainer import Trainer
 
     run_step = Trainer.run_step
 
-    def crash_at_step_3(self):
-        if self.step == 3:
+    def crash_at_step_4(self, step):
+        if step == 4:  # steps 1-3 done, the last checkpoint at step 2
             raise KeyboardInterrupt("simulated crash after the step-2 checkpoint")
-        return run_step(self)
+        return run_step(self, step)
 
-    monkeypatch.setattr(Trainer, "run_step", crash_at_step_3)
+    monkeypatch.setattr(Trainer, "run_step", crash_at_step_4)
     with pytest.raises(KeyboardInterrupt):
         train(config)
     monkeypatch.setattr(Trainer, "run_step", run_step)
@@ -71,7 +72,7 @@ def test_interrupt_and_resume_equals_the_uninterrupted_run(straight_run, tmp_pat
 
     straight = straight_run
     interrupted = tiny_config(tmp_path / "interrupted", *SMALL, "checkpoint.every_steps=2")
-    train_until_crash_at_step_3(interrupted, monkeypatch)
+    train_until_crash_at_step_4(interrupted, monkeypatch)
     assert [m["step"] for m in read_metrics(interrupted)] == [1, 2, 3]
     resumed = tiny_config(tmp_path / "interrupted", *SMALL, "checkpoint.every_steps=2", "checkpoint.resume=auto")
     train(resumed)
@@ -139,7 +140,7 @@ def test_evaluation_during_training_changes_no_sample_and_survives_a_resume(stra
     from hair_ray.run import train
 
     config = tiny_config(tmp_path / "with_eval", *SMALL, "checkpoint.every_steps=2", *EVAL)
-    train_until_crash_at_step_3(config, monkeypatch)
+    train_until_crash_at_step_4(config, monkeypatch)
     base_eval = eval_step_dir(config.run_dir, 0) / "eval.json"
     written = base_eval.stat().st_mtime_ns
     train(tiny_config(tmp_path / "with_eval", *SMALL, "checkpoint.every_steps=2", "checkpoint.resume=auto", *EVAL))

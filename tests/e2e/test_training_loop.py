@@ -83,14 +83,14 @@ def test_async_rollout_is_one_step_off_policy_and_resumes_without_skipping(ray_l
     launched: dict[int, list[str]] = {}  # step -> record ids of the batch generated for it
     launch, run_step = Trainer.launch_generation, Trainer.run_step
 
-    def record_launch(self, batch):
-        launched[self.step + 1] = [r["id"] for r in batch]
-        return launch(self, batch)
+    def record_launch(self, batch, step):
+        launched[step] = [r["id"] for r in batch]
+        return launch(self, batch, step)
 
-    def crash_at_step_3(self):
-        if self.step == 2:  # step 3's batch is already generating, drawn after the checkpoint
+    def crash_at_step_3(self, step):
+        if step == 3:  # step 3's batch is already generating, drawn after the checkpoint
             raise KeyboardInterrupt("simulated crash after the step-2 checkpoint")
-        return run_step(self)
+        return run_step(self, step)
 
     monkeypatch.setattr(Trainer, "launch_generation", record_launch)
     monkeypatch.setattr(Trainer, "run_step", crash_at_step_3)
