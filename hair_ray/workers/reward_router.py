@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from hair_ray.algo.routing import Routing, routing_plan, sum_routing_weights
 from hair_ray.categories import CATEGORY_NAMES, parse_category
 
 __all__ = ["PendingScores", "RewardRouter", "start_reward_workers"]
@@ -42,7 +43,7 @@ class RewardRouter:
         self,
         workers: Mapping[str, Any],
         *,
-        routing: str = "category",
+        routing: Routing = "category",
         sum_weights: Mapping[str, float] | None = None,
         samples_per_batch: int = 32,
         timeout_s: float = 600.0,
@@ -55,8 +56,7 @@ class RewardRouter:
         self.samples_per_batch = samples_per_batch
         self.timeout_s = timeout_s
         if routing == "sum":
-            weights = sum_weights if sum_weights is not None else {c: 1.0 / len(CATEGORY_NAMES) for c in CATEGORY_NAMES}
-            self.sum_weights = {parse_category(c).value: float(w) for c, w in weights.items() if w != 0}
+            self.sum_weights = {parse_category(c).value: w for c, w in sum_routing_weights(sum_weights).items()}
             absent = sorted(set(self.sum_weights) - set(self.workers))
             if absent:
                 raise ValueError(f"sum routing weights {', '.join(absent)} but no worker serves them")
@@ -94,18 +94,16 @@ class RewardRouter:
                 f"prompts, responses and categories need one entry per sample; got "
                 f"{len(prompts)}, {len(responses)} and {len(categories)}"
             )
-        plan: dict[str, tuple[float, list[int]]] = {}  # category -> (weight, sample indices)
-        if self.routing == "sum":
-            plan = {c: (w, list(range(len(prompts)))) for c, w in self.sum_weights.items()}
-        else:
-            for index, label in enumerate(categories):
-                category = parse_category(label).value
+        names = list(categories)  # sum routing reads no category
+        if self.routing == "category":
+            names = [parse_category(label).value for label in categories]
+            for index, category in enumerate(names):
                 if category not in self.workers:
                     raise KeyError(
                         f"sample {index} has category {category!r}, which no reward worker serves "
                         f"(serving: {', '.join(sorted(self.workers))})"
                     )
-                plan.setdefault(category, (1.0, []))[1].append(index)
+        plan = routing_plan(names, self.routing, self.sum_weights)
         chunks = []
         for category, (weight, indices) in plan.items():
             # Similar lengths in one chunk: less padding (the scores go back by index anyway).
