@@ -34,13 +34,21 @@ def load_tokenizer(spec: ModelSpec, **kwargs: Any):
 
 def chat_prompt_ids(tokenizer, prompts: list[str], max_tokens: int | None = None) -> list[list[int]]:
     """Each prompt as one user turn through the tokenizer's chat template, ready for the
-    assistant's answer. An over-long prompt keeps its end, where the assistant header is."""
-    ids = [
-        tokenizer.apply_chat_template(
-            [{"role": "user", "content": prompt}], add_generation_prompt=True, tokenize=True, return_dict=False
-        )
-        for prompt in prompts
-    ]
+    assistant's answer (a tokenizer without a template: the bare prompt). An over-long prompt
+    keeps its end, where the assistant header is. Stage B's negatives and stage C's rollouts
+    prompt the policy through this one function, so the negatives are samples of π_ref as
+    stage C sees it."""
+    if getattr(tokenizer, "chat_template", None):
+        ids = [
+            list(
+                tokenizer.apply_chat_template(
+                    [{"role": "user", "content": prompt}], add_generation_prompt=True, tokenize=True, return_dict=False
+                )
+            )
+            for prompt in prompts
+        ]
+    else:
+        ids = [list(tokenizer(prompt)["input_ids"]) for prompt in prompts]
     return [row[-max_tokens:] for row in ids] if max_tokens else ids
 
 

@@ -14,6 +14,10 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from hair_ray.config import ModelSpec, RolloutConfig
 
 
 @dataclass(frozen=True)
@@ -51,6 +55,21 @@ def require_safetensors(model_path: str) -> None:
         f"safetensors where you trust its source, e.g. AutoModelForCausalLM.from_pretrained(folder)"
         f".save_pretrained(new_folder, safe_serialization=True), and point the config at the new folder"
     )
+
+
+def engine_args(policy: ModelSpec, rollout: RolloutConfig, *, max_model_len: int) -> dict[str, Any]:
+    """`create_llm`'s settings for the policy's engines, from a ModelSpec and a RolloutConfig:
+    training's rollout workers, `hair-ray eval`'s and stage B's negatives are built alike."""
+    return {
+        "dtype": policy.dtype,
+        "max_model_len": max_model_len,
+        "tensor_parallel_size": rollout.tensor_parallel_size,
+        "gpu_memory_utilization": rollout.gpu_memory_utilization,
+        "cpu_kv_cache_gib": rollout.cpu_kv_cache_gib,
+        "cpu_reserved_cores": rollout.cpu_reserved_cores,
+        "enforce_eager": rollout.enforce_eager,
+        "trust_remote_code": policy.trust_remote_code,
+    }
 
 
 def create_llm(

