@@ -12,7 +12,7 @@ What it measures, each part against a baseline taken in the same run:
    engine's greedy continuations must equal the learner's own (HF `generate`) ones. On one GPU
    both share it (colocated); NCCL before 2.30 refuses two ranks on one GPU ("Duplicate GPU
    detected"), which the JSON then records as the NCCL result.
-3. one full training step (`hair_ray.run.train`, the tiny config on GPU): `timing/step` of each
+3. one full training step (`hair_ray.train.launcher.train`, the tiny config on GPU): `timing/step` of each
    step and its phases from metrics.jsonl.
 
 Then, if the time budget allows, part 1 again with a real small model (`--real-model`).
@@ -335,7 +335,7 @@ def part_sync(model: str, args, gpus: int) -> dict[str, Any]:
 def part_train_step(args) -> dict[str, Any]:
     from hair_ray.config import load_config
     from hair_ray.data.seed_data import load_seed_records
-    from hair_ray.run import train
+    from hair_ray.train.launcher import train
 
     folder = Path(tempfile.mkdtemp(prefix="hair_gpu_check_"))
     (folder / "data").mkdir()

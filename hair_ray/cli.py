@@ -83,7 +83,7 @@ def config_check(
 
     Placement is checked when a cluster size is given (--nodes / --cpus / --gpus)."""
     from hair_ray.config import config_hash
-    from hair_ray.preflight import raise_on_problems
+    from hair_ray.train.preflight import raise_on_problems
 
     cfg = load_config(config, overrides or [])
     cluster = None if nodes is None and cpus is None and gpus is None else cluster_of(nodes or 1, cpus, gpus)
@@ -100,7 +100,7 @@ def cluster_of(nodes: int, cpus: float | None, gpus: float | None):
     """A cluster of `nodes` like this machine, or with the CPUs / GPUs given."""
     import os
 
-    from hair_ray.placement import ClusterResources
+    from hair_ray.train.placement import ClusterResources
 
     if gpus is None:
         import torch
@@ -133,7 +133,7 @@ def train(config: ConfigOption = None, overrides: Overrides = None, overwrite: O
     """Run (or, with checkpoint.resume=auto, resume) GRPO-S training on the Ray cluster."""
     import logging
 
-    from hair_ray.run import train as run_training
+    from hair_ray.train.launcher import train as run_training
 
     cfg = load_config(config, overrides or [])
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -156,7 +156,7 @@ def export(
     overwrite: OverwriteOption = False,
 ) -> None:
     """Write a checkpoint's policy as a Hugging Face folder (safetensors) that vLLM loads."""
-    from hair_ray.export import export_checkpoint
+    from hair_ray.train.export import export_checkpoint
 
     cfg = load_config(config, overrides or [])
     typer.echo(export_checkpoint(cfg, step, out, overwrite=overwrite))
@@ -169,7 +169,7 @@ def report(
     out: Annotated[str | None, typer.Option("--out", "-o", help="PNG to write; default RUN_DIR/report.png.")] = None,
 ) -> None:
     """Plot a run's curves into a PNG and print a summary table (first vs last step, timing)."""
-    from hair_ray.report import build_report
+    from hair_ray.train.report import build_report
 
     build_report(run_dir, out)
 

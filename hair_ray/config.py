@@ -361,7 +361,7 @@ class LearnerConfig(Section):
 
 
 class PlacementConfig(Section):
-    """Ray resources per actor; `hair_ray.placement.plan_placement` turns them into groups."""
+    """Ray resources per actor; `hair_ray.train.placement.plan_placement` turns them into groups."""
 
     # split: one placement group per role; colocated: learner and rollout share GPUs (fractions).
     strategy: Literal["split", "colocated"] = "split"

@@ -62,10 +62,10 @@ def _cause(exc: BaseException) -> BaseException:
 
 def exit_code(exc: BaseException) -> int:
     """The documented exit code of an error (EXIT_DEFECT for anything unforeseen)."""
-    from hair_ray.checkpoint import CheckpointError
     from hair_ray.config import ConfigError
-    from hair_ray.placement import PlacementError
-    from hair_ray.preflight import ChecksFailed
+    from hair_ray.train.checkpoint import CheckpointError
+    from hair_ray.train.placement import PlacementError
+    from hair_ray.train.preflight import ChecksFailed
 
     exc = _cause(exc)
     if isinstance(exc, ChecksFailed):

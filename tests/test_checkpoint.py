@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from hair_ray.checkpoint import (
+from hair_ray.config import RunConfig, load_config
+from hair_ray.train.checkpoint import (
     CheckpointError,
     capture_rng_state,
     checkpoint_dir,
@@ -22,7 +23,6 @@ from hair_ray.checkpoint import (
     save_checkpoint,
     stage_checkpoint,
 )
-from hair_ray.config import RunConfig, load_config
 
 
 @pytest.fixture

@@ -1,6 +1,6 @@
 """Sampling seeds: one per (step, prompt), the same on every run and after a resume."""
 
-from hair_ray.trainer import PROMPTS_PER_STEP_SEED_STRIDE, generation_seed
+from hair_ray.train.trainer import PROMPTS_PER_STEP_SEED_STRIDE, generation_seed
 
 
 def test_no_two_step_prompt_pairs_share_a_seed():

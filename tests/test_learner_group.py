@@ -10,8 +10,8 @@ import pytest
 
 from hair_ray.config import load_config
 from hair_ray.errors import ServiceError
-from hair_ray.learner_group import LearnerGroup
-from hair_ray.trainer import Trainer
+from hair_ray.train.learner_group import LearnerGroup
+from hair_ray.train.trainer import Trainer
 
 
 class Rank:

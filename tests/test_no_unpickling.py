@@ -19,14 +19,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from hair_ray.checkpoint import (
+from hair_ray.config import load_config
+from hair_ray.train.checkpoint import (
     UnsafeCheckpointError,
     deepspeed_safe_globals,
     safe_torch_load,
     save_checkpoint,
     weights_only_loads,
 )
-from hair_ray.config import load_config
 
 _original_torch_load = torch.load
 
@@ -121,7 +121,7 @@ def fill_learner(layout: str, folder: Path, marker: Path) -> Path:
 
 @pytest.mark.parametrize("layout", LAYOUTS)
 def test_export_refuses_a_planted_learner_file_and_runs_nothing(tmp_path, marker, layout):
-    from hair_ray.export import export_checkpoint
+    from hair_ray.train.export import export_checkpoint
 
     cfg = run_config(tmp_path)
     planted: list[str] = []
@@ -164,8 +164,8 @@ def test_export_still_writes_a_legitimate_zero0_checkpoint(tmp_path):
     from deepspeed.runtime.fp16.loss_scaler import LossScaler
     from transformers import AutoModelForCausalLM
 
-    from hair_ray.export import export_checkpoint
     from hair_ray.models.loading import load_causal_lm
+    from hair_ray.train.export import export_checkpoint
 
     cfg = run_config(tmp_path)
     model = load_causal_lm(cfg.policy, dtype=torch.float32)
@@ -285,7 +285,7 @@ def test_weights_only_loads_overrides_weights_only_false_and_restores_torch_load
 
 
 def test_rng_state_refuses_a_planted_file(tmp_path, marker):
-    from hair_ray.checkpoint import read_rng_state
+    from hair_ray.train.checkpoint import read_rng_state
 
     file = plant(tmp_path / "rng.pt", marker, key="python")
     with pytest.raises(UnsafeCheckpointError, match=f"refusing to load {file}"):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from hair_ray.config import load_config
-from hair_ray.placement import (
+from hair_ray.train.placement import (
     COLOCATED_GROUP,
     ClusterResources,
     NodeResources,

@@ -20,7 +20,6 @@ from typer.testing import CliRunner
 
 from hair_ray import __version__
 from hair_ray.categories import CATEGORY_NAMES
-from hair_ray.checkpoint import STATE_FILE, CheckpointState, checkpoint_dir, resume_hash
 from hair_ray.cli import app
 from hair_ray.config import load_config
 from hair_ray.errors import (
@@ -35,10 +34,11 @@ from hair_ray.errors import (
     describe,
     exit_code,
 )
+from hair_ray.train.checkpoint import STATE_FILE, CheckpointState, checkpoint_dir, resume_hash
 
 runner = CliRunner()
 TINY = "jobs/tiny_cpu.yaml"
-RULE_REWARD = "reward.function=hair_ray.rule_reward:length_reward"  # no reward models needed
+RULE_REWARD = "reward.function=hair_ray.reward.rule:length_reward"  # no reward models needed
 
 
 def hair_ray(*args: str):
@@ -95,7 +95,7 @@ def test_training_again_into_an_earlier_run_stops_and_keeps_it(tmp_path):
 
 
 def test_overwrite_replaces_the_earlier_run_and_a_dry_run_replaces_nothing(tmp_path):
-    from hair_ray.run_folder import plan_run_start
+    from hair_ray.train.run_folder import plan_run_start
 
     config = earlier_run(tmp_path)
     assert plan_run_start(config, overwrite=True, dry_run=True).resume_from is None
@@ -169,7 +169,7 @@ def test_export_onto_a_file_is_refused(tmp_path):
 
 
 def test_exporting_the_same_checkpoint_again_returns_the_export_untouched(tmp_path):
-    from hair_ray.export import MANIFEST_FILE, _manifest
+    from hair_ray.train.export import MANIFEST_FILE, _manifest
 
     config = earlier_run(tmp_path)
     target = config.run_dir / "export" / "step-000004"
@@ -452,7 +452,7 @@ def test_errors_raised_inside_ray_actors_keep_their_class():
 
 def test_service_errors_are_the_cluster_class():
     from hair_ray.data.teachers import TeacherUnavailable
-    from hair_ray.placement import PlacementError
+    from hair_ray.train.placement import PlacementError
 
     assert exit_code(TeacherUnavailable("refused")) == EXIT_CLUSTER
     assert exit_code(PlacementError("does not fit")) == EXIT_CLUSTER

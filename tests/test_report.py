@@ -11,7 +11,7 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from hair_ray.categories import CATEGORY_NAMES
-from hair_ray.report import ReportError, _hardness, build_report, read_metrics
+from hair_ray.train.report import ReportError, _hardness, build_report, read_metrics
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

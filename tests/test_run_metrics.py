@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from hair_ray.algo.hardness import GRPOSAdvantages, grpo_s_advantages
-from hair_ray.run_metrics import step_metrics
+from hair_ray.train.metrics import step_metrics
 
 OWNERS = [{"category": "insult"}] * 2 + [{"category": "mental_health"}] * 2
 SAMPLES = [

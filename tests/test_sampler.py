@@ -3,7 +3,7 @@ from collections import Counter
 import pytest
 
 from hair_ray.categories import CATEGORY_NAMES
-from hair_ray.sampler import CategoryBalancedSampler
+from hair_ray.train.sampler import CategoryBalancedSampler
 
 RECORDS = [{"id": f"{c}-{i}", "category": c} for c in CATEGORY_NAMES for i in range(3)]
 

@@ -14,7 +14,7 @@ import torch
 from rich.console import Console
 
 from hair_ray.config import load_config
-from hair_ray.tracking import (
+from hair_ray.train.tracking import (
     METRICS_FILE,
     ProgressLine,
     Tracker,

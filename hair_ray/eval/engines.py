@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from hair_ray.rollout_group import split_rows
+from hair_ray.train.rollout_group import split_rows
 
 
 def start_engines(

@@ -44,7 +44,7 @@ def _model_folder(folder: Path) -> str:
 
 
 def _run_folder(run_dir: Path) -> str:
-    from hair_ray.checkpoint import CONFIG_FILE, checkpoint_step, list_checkpoints
+    from hair_ray.train.checkpoint import CONFIG_FILE, checkpoint_step, list_checkpoints
 
     checkpoints = list_checkpoints(run_dir)
     exports = sorted((run_dir / "export").glob("step-*")) if (run_dir / "export").is_dir() else []
@@ -55,7 +55,7 @@ def _run_folder(run_dir: Path) -> str:
     if latest is None or checkpoint_step(latest) in exported:
         return _model_folder(exported[max(exported)] if latest is None else exported[checkpoint_step(latest)])
     from hair_ray.config import load_config
-    from hair_ray.export import export_checkpoint
+    from hair_ray.train.export import export_checkpoint
 
     config = load_config(latest / CONFIG_FILE)
     # The saved config names the run folder it was written in; the one given here wins, so a

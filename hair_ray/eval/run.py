@@ -26,7 +26,7 @@ from hair_ray.eval.outputs import (
     write_results,
 )
 from hair_ray.eval.policies import Policy, resolve_policy
-from hair_ray.placement import ClusterResources, PlacementError, cluster_resources_from_ray
+from hair_ray.train.placement import ClusterResources, PlacementError, cluster_resources_from_ray
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +114,7 @@ def run_eval(
     check_resources(config, with_reward_models=reward_models is not None, cluster=cluster_resources_from_ray())
     router = None
     if reward_models is not None:
-        from hair_ray.workers.reward_router import start_reward_workers
+        from hair_ray.train.reward_router import start_reward_workers
 
         router = evaluator.rewards = start_reward_workers(
             config.reward, models_dir=reward_models, num_cpus=config.placement.cpus_per_reward_model

@@ -177,7 +177,7 @@ def evaluate_reward_models(
     num_cpus_per_worker: float | None = None,
 ) -> dict[str, Any]:
     """Start the reward workers of `config.reward.models_dir`, score data_en.csv, report."""
-    from hair_ray.workers.reward_router import start_reward_workers
+    from hair_ray.train.reward_router import start_reward_workers
 
     start_time = time.perf_counter()
     items, dropped = read_do_not_answer_replies(data_en, mapping_fit=mapping_fit, max_rows=max_rows)

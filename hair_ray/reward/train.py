@@ -24,7 +24,7 @@ is the manifest: its `run_id` is in every model's metadata, and stage C checks t
 Rounds (`irl.rounds > 1`, the bilevel variant): each round re-samples the negatives from the
 policy returned by `policy_for_round` and continues training from the previous round's models.
 The default returns π_ref every round (fresh samples, same policy): no GRPO runs between rounds
-here. A full bilevel loop would hand in the policy exported (hair_ray/export.py) after a few
+here. A full bilevel loop would hand in the policy exported (hair_ray/train/export.py) after a few
 GRPO-S steps against the current reward models; that wiring is not done.
 """
 

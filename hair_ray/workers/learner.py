@@ -354,8 +354,8 @@ class LearnerWorker:
 
     def load_checkpoint(self, folder: str, tag: str) -> None:
         """DeepSpeed's resume, with every file it reads loaded as weights only: a pickle that
-        would run code raises UnsafeCheckpointError instead (see hair_ray.checkpoint)."""
-        from hair_ray.checkpoint import deepspeed_safe_globals, weights_only_loads
+        would run code raises UnsafeCheckpointError instead (see hair_ray.train.checkpoint)."""
+        from hair_ray.train.checkpoint import deepspeed_safe_globals, weights_only_loads
 
         with weights_only_loads(deepspeed_safe_globals()):
             path, _ = self.engine.load_checkpoint(folder, tag=tag)

@@ -3,7 +3,7 @@
 Thin by design: it loads folders written by `hair-ray reward train` (the metadata is checked:
 the category and, when given, the backbone must match) and scores (prompt, response) batches
 with :func:`hair_ray.models.reward_model.score_pairs`. Routing, weighting and the cache of
-demonstration rewards live in :mod:`hair_ray.workers.reward_router`, on the driver, so a
+demonstration rewards live in :mod:`hair_ray.train.reward_router`, on the driver, so a
 restarted worker loses nothing but its models, which it reloads from the folders.
 
 A worker serves one category (the default layout: seven actors) or several (`reward.colocate`:

@@ -14,8 +14,8 @@ SMALL = ("algo.total_steps=4", "algo.prompts_per_step=4", "algo.group_size=4", "
 
 
 def test_killed_rollout_worker_is_restarted_and_the_run_finishes(ray_local, tmp_path, monkeypatch):
-    from hair_ray.rollout_group import RolloutGroup
-    from hair_ray.run import train
+    from hair_ray.train.launcher import train
+    from hair_ray.train.rollout_group import RolloutGroup
 
     launch = RolloutGroup.generate_async
     calls = {"n": 0}
@@ -41,7 +41,7 @@ def test_killed_rollout_worker_is_restarted_and_the_run_finishes(ray_local, tmp_
 @pytest.fixture(scope="module")
 def straight_run(ray_local, tmp_path_factory):
     """A 4-step run, checkpointed at steps 2 and 4: the reference for resume and export."""
-    from hair_ray.run import train
+    from hair_ray.train.launcher import train
 
     config = tiny_config(tmp_path_factory.mktemp("straight"), *SMALL, "checkpoint.every_steps=2")
     train(config)
@@ -51,8 +51,8 @@ def straight_run(ray_local, tmp_path_factory):
 def train_until_crash_at_step_4(config, monkeypatch) -> None:
     """Train three steps, then die as a killed driver would when step 4 starts (the last
     checkpoint is step 2, so step 3 is logged but not saved)."""
-    from hair_ray.run import train
-    from hair_ray.trainer import Trainer
+    from hair_ray.train.launcher import train
+    from hair_ray.train.trainer import Trainer
 
     run_step = Trainer.run_step
 
@@ -68,7 +68,7 @@ def train_until_crash_at_step_4(config, monkeypatch) -> None:
 
 
 def test_interrupt_and_resume_equals_the_uninterrupted_run(straight_run, tmp_path, monkeypatch):
-    from hair_ray.run import train
+    from hair_ray.train.launcher import train
 
     straight = straight_run
     interrupted = tiny_config(tmp_path / "interrupted", *SMALL, "checkpoint.every_steps=2")
@@ -89,9 +89,9 @@ def test_export_writes_a_folder_that_transformers_and_vllm_load(straight_run, ra
     import torch
     from transformers import AutoModelForCausalLM
 
-    from hair_ray.export import export_checkpoint
     from hair_ray.models.loading import load_tokenizer
     from hair_ray.models.registry import resolve_model_path
+    from hair_ray.train.export import export_checkpoint
     from tests.models.test_tiny_policy import QUESTIONS, chat_ids, hf_greedy
     from tests.models.vllm_host import VLLMHost
 
@@ -137,7 +137,7 @@ def test_evaluation_during_training_changes_no_sample_and_survives_a_resume(stra
     """eval.every_steps runs through the rollout engines at steps 0, 2 and 4; the run trains on
     exactly the samples of the run without evaluation, through a crash and a resume."""
     from hair_ray.eval.training import eval_step_dir
-    from hair_ray.run import train
+    from hair_ray.train.launcher import train
 
     config = tiny_config(tmp_path / "with_eval", *SMALL, "checkpoint.every_steps=2", *EVAL)
     train_until_crash_at_step_4(config, monkeypatch)

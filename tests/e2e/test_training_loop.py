@@ -42,7 +42,7 @@ def read_metrics(config) -> list[dict]:
 
 
 def learning_curve(tmp_path, ray, *overrides):
-    from hair_ray.run import train
+    from hair_ray.train.launcher import train
 
     config = tiny_config(
         tmp_path,
@@ -67,7 +67,7 @@ def test_the_loop_raises_the_reward(ray_local, tmp_path):
 
 
 def test_with_a_broken_sync_the_rollout_never_learns(ray_local, tmp_path, monkeypatch):
-    from hair_ray.rollout_group import RolloutGroup
+    from hair_ray.train.rollout_group import RolloutGroup
 
     # Weights never reach the engines: the rollout keeps sampling the initial policy.
     monkeypatch.setattr(RolloutGroup, "sync_weights", lambda self, learners, version: None)
@@ -76,9 +76,9 @@ def test_with_a_broken_sync_the_rollout_never_learns(ray_local, tmp_path, monkey
 
 
 def test_async_rollout_is_one_step_off_policy_and_resumes_without_skipping(ray_local, tmp_path, monkeypatch):
-    from hair_ray.run import train
-    from hair_ray.sampler import CategoryBalancedSampler
-    from hair_ray.trainer import Trainer
+    from hair_ray.train.launcher import train
+    from hair_ray.train.sampler import CategoryBalancedSampler
+    from hair_ray.train.trainer import Trainer
 
     launched: dict[int, list[str]] = {}  # step -> record ids of the batch generated for it
     launch, run_step = Trainer.launch_generation, Trainer.run_step

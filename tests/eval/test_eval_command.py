@@ -15,7 +15,7 @@ from hair_ray.categories import CATEGORY_NAMES
 from hair_ray.cli import app
 from hair_ray.config import RunConfig
 from hair_ray.eval.run import check_resources
-from hair_ray.placement import ClusterResources, PlacementError
+from hair_ray.train.placement import ClusterResources, PlacementError
 from tests.conftest import SHARED_DATA
 from tests.reward.conftest import save_tiny_reward_model
 

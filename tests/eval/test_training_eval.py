@@ -29,7 +29,7 @@ def test_every_steps_needs_benchmarks_and_an_llm_judge_needs_an_endpoint():
 
 def test_a_bad_benchmark_stops_the_run_before_any_actor(tmp_path):
     from hair_ray.eval.benchmarks import BenchmarkError
-    from hair_ray.run import train
+    from hair_ray.train.launcher import train
 
     config = load_config(
         None,

@@ -59,7 +59,7 @@ def expected_routed(local_models, samples) -> list[float]:
 
 
 def test_router_returns_each_sample_scored_by_its_category_in_order(workers, local_models) -> None:
-    from hair_ray.workers.reward_router import RewardRouter
+    from hair_ray.train.reward_router import RewardRouter
 
     router = RewardRouter(workers, samples_per_batch=2, timeout_s=120)
     prompts, responses, categories = zip(*SAMPLES)
@@ -71,7 +71,7 @@ def test_router_returns_each_sample_scored_by_its_category_in_order(workers, loc
 
 
 def test_unknown_category_is_named(workers) -> None:
-    from hair_ray.workers.reward_router import RewardRouter
+    from hair_ray.train.reward_router import RewardRouter
 
     router = RewardRouter(workers)
     with pytest.raises(KeyError, match="'ethics_morality', which no reward worker serves"):
@@ -79,7 +79,7 @@ def test_unknown_category_is_named(workers) -> None:
 
 
 def test_sum_routing_weights_all_models(workers, local_models) -> None:
-    from hair_ray.workers.reward_router import RewardRouter
+    from hair_ray.train.reward_router import RewardRouter
 
     weights = {"insult": 0.5, "mental_health": 2.0, "privacy_property": -1.0}
     router = RewardRouter(workers, routing="sum", sum_weights=weights, samples_per_batch=3, timeout_s=120)
@@ -94,7 +94,7 @@ def test_sum_routing_weights_all_models(workers, local_models) -> None:
 def test_demonstration_rewards_are_computed_once_per_id(workers, local_models) -> None:
     import ray
 
-    from hair_ray.workers.reward_router import RewardRouter
+    from hair_ray.train.reward_router import RewardRouter
 
     router = RewardRouter(workers, timeout_s=120, demonstration_field="text")
     records = [
@@ -113,7 +113,7 @@ def test_demonstration_rewards_are_computed_once_per_id(workers, local_models) -
 
 
 def test_killing_a_worker_mid_scoring_still_returns_every_score_in_order(workers, local_models, ray_local) -> None:
-    from hair_ray.workers.reward_router import RewardRouter
+    from hair_ray.train.reward_router import RewardRouter
 
     victim = workers["privacy_property"]
     pid_before = ray_local.get(victim.info.remote())["pid"]
@@ -135,7 +135,7 @@ def test_killing_a_worker_mid_scoring_still_returns_every_score_in_order(workers
 def test_one_colocated_worker_serves_every_category_like_separate_ones(ray_local, tiny_reward_dir, local_models) -> None:
     """`reward.colocate`: one actor hosts the models; routing and scores are unchanged."""
     from hair_ray.config import RewardConfig
-    from hair_ray.workers.reward_router import start_reward_workers
+    from hair_ray.train.reward_router import start_reward_workers
 
     reward = RewardConfig(
         models_dir=str(tiny_reward_dir), colocate=True, samples_per_batch=2, backbone={"name_or_path": "tiny:qwen2"}

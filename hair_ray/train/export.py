@@ -19,7 +19,10 @@ import json
 from pathlib import Path
 
 from hair_ray.atomic import atomic_dir
-from hair_ray.checkpoint import (
+from hair_ray.config import RunConfig
+from hair_ray.errors import WouldOverwriteError
+from hair_ray.models.weight_names import TIED_LM_HEAD, ties_lm_head
+from hair_ray.train.checkpoint import (
     STATE_FILE,
     CheckpointError,
     checkpoint_dir,
@@ -28,9 +31,6 @@ from hair_ray.checkpoint import (
     list_checkpoints,
     load_checkpoint,
 )
-from hair_ray.config import RunConfig
-from hair_ray.errors import WouldOverwriteError
-from hair_ray.models.weight_names import TIED_LM_HEAD, ties_lm_head
 
 MANIFEST_FILE = "export.json"
 
@@ -56,7 +56,7 @@ def _existing_manifest(target: Path) -> dict | None:
 def learner_state_dict(learner_dir: Path, tag: str = "learner") -> dict:
     from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
 
-    from hair_ray.checkpoint import deepspeed_safe_globals, safe_torch_load, weights_only_loads
+    from hair_ray.train.checkpoint import deepspeed_safe_globals, safe_torch_load, weights_only_loads
 
     folder = learner_dir / tag
     allow = deepspeed_safe_globals()

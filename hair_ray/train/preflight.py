@@ -91,8 +91,8 @@ def run_checks(config: RunConfig, *, overwrite: bool = False, cluster=None, loca
     `local=False` leaves out this machine's folders and packages (a run submitted to a cluster
     finds its own there) and checks the config and the placement only."""
     from hair_ray.models.registry import resolve_model_path
-    from hair_ray.placement import plan_placement
-    from hair_ray.run_folder import plan_run_start
+    from hair_ray.train.placement import plan_placement
+    from hair_ray.train.run_folder import plan_run_start
 
     checks = []
     if local:

@@ -24,7 +24,7 @@ from typing import Any
 import torch
 
 from hair_ray.algo.hardness import scaling_effect
-from hair_ray.tracking import ALPHA_M_ACTIVE_FRACTION, RELATIVE_CHANGE
+from hair_ray.train.tracking import ALPHA_M_ACTIVE_FRACTION, RELATIVE_CHANGE
 
 
 def _mean_std(values: Sequence[float]) -> tuple[float, float]:

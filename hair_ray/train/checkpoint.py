@@ -303,7 +303,7 @@ def _unsafe_message(file: Any, exc: Exception) -> str:
         f"({found[:300]}). hair_ray reads checkpoints with torch.load(weights_only=True): tensors, plain "
         f"containers and DeepSpeed's own data classes only. A checkpoint hair_ray wrote holds nothing else, "
         f"so the file was changed or comes from elsewhere (or a newer DeepSpeed pickles a class that "
-        f"hair_ray.checkpoint.deepspeed_safe_globals does not list yet); nothing in it was run"
+        f"hair_ray.train.checkpoint.deepspeed_safe_globals does not list yet); nothing in it was run"
     )
 
 

@@ -18,7 +18,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from hair_ray.tracking import (
+from hair_ray.train.tracking import (
     ALPHA_D_MEAN,
     ALPHA_M_ACTIVE_FRACTION,
     ALPHA_M_MEAN,

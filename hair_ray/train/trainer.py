@@ -11,7 +11,7 @@
 
 Everything heavy lives in actors (hair_ray/workers); this file only orders the phases, times
 them, and keeps the state a resume needs (step, sampler cursor, weights version). `fit` is the
-loop; `hair_ray.run.train` starts the actors and hands it the tracker, the checkpoint writer and
+loop; `hair_ray.train.launcher.train` starts the actors and hands it the tracker, the checkpoint writer and
 the evaluation.
 """
 
@@ -27,11 +27,11 @@ import torch
 
 from hair_ray.algo.hardness import grpo_s_advantages
 from hair_ray.config import RunConfig
-from hair_ray.learner_group import LearnerGroup
 from hair_ray.models.loading import chat_prompt_ids
-from hair_ray.rollout_group import RolloutGroup
-from hair_ray.run_metrics import step_metrics
-from hair_ray.sampler import CategoryBalancedSampler
+from hair_ray.train.learner_group import LearnerGroup
+from hair_ray.train.metrics import step_metrics
+from hair_ray.train.rollout_group import RolloutGroup
+from hair_ray.train.sampler import CategoryBalancedSampler
 from hair_ray.waiting import wait_all
 
 # Prompt i of a step is sampled with seed generation_seed(...) + i: steps lie this far apart, so

@@ -20,10 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hair_ray.checkpoint import CheckpointError, checkpoint_step, find_resume_checkpoint, list_checkpoints
 from hair_ray.config import RunConfig
 from hair_ray.errors import WouldOverwriteError
-from hair_ray.tracking import METRICS_FILE
+from hair_ray.train.checkpoint import CheckpointError, checkpoint_step, find_resume_checkpoint, list_checkpoints
+from hair_ray.train.tracking import METRICS_FILE
 
 log = logging.getLogger(__name__)
 

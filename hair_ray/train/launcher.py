@@ -51,7 +51,7 @@ def start_rollout_workers(config: RunConfig, plan, groups) -> list:
     import ray
 
     from hair_ray.models.registry import resolve_model_path
-    from hair_ray.placement import actor_options
+    from hair_ray.train.placement import actor_options
     from hair_ray.workers.rollout import RolloutWorker, engine_settings
 
     actor_cls = ray.remote(RolloutWorker)
@@ -66,12 +66,12 @@ def start_rollout_workers(config: RunConfig, plan, groups) -> list:
 
 
 def start_rewards(config: RunConfig, plan, groups):
-    from hair_ray.rule_reward import RuleReward, load_reward_function
+    from hair_ray.reward.rule import RuleReward, load_reward_function
 
     if config.reward.function:
         return RuleReward(load_reward_function(config.reward.function))
-    from hair_ray.placement import actor_options
-    from hair_ray.workers.reward_router import start_reward_workers
+    from hair_ray.train.placement import actor_options
+    from hair_ray.train.reward_router import start_reward_workers
 
     placement = [actor_options(plan, groups, "reward", i) for i in range(plan.roles["reward"].num_actors)]
     return start_reward_workers(config.reward, placement=placement)  # loading
@@ -82,7 +82,7 @@ def start_scorer(config: RunConfig, plan, groups, records: list[dict]):
     if not (hardness.enabled and hardness.data_hardness):
         return None
 
-    from hair_ray.placement import actor_options
+    from hair_ray.train.placement import actor_options
     from hair_ray.workers.scorer import create_hardness_scorer
 
     options = actor_options(plan, groups, "scorer", 0)
@@ -116,19 +116,24 @@ def warn_if_alpha_m_is_constant(config: RunConfig) -> None:
 def train(config: RunConfig, *, overwrite: bool = False) -> dict[str, Any]:
     """Run (or resume) a GRPO-S training run; returns the last step's metrics.
 
-    `overwrite` replaces an earlier run in the run folder (see hair_ray.run_folder)."""
+    `overwrite` replaces an earlier run in the run folder (see hair_ray.train.run_folder)."""
     import ray
 
-    from hair_ray.checkpoint import load_checkpoint, restore_rng_state, stage_checkpoint
     from hair_ray.eval.training import TrainingEvaluation, training_judge
-    from hair_ray.learner_group import LearnerGroup
     from hair_ray.models.loading import load_tokenizer
-    from hair_ray.placement import cluster_resources_from_ray, create_placement_groups, plan_placement, remove_placement_groups
-    from hair_ray.preflight import raise_on_problems
-    from hair_ray.rollout_group import RolloutGroup
-    from hair_ray.run_folder import plan_run_start
-    from hair_ray.tracking import Tracker
-    from hair_ray.trainer import Actors, RewardSource, Trainer
+    from hair_ray.train.checkpoint import load_checkpoint, restore_rng_state, stage_checkpoint
+    from hair_ray.train.learner_group import LearnerGroup
+    from hair_ray.train.placement import (
+        cluster_resources_from_ray,
+        create_placement_groups,
+        plan_placement,
+        remove_placement_groups,
+    )
+    from hair_ray.train.preflight import raise_on_problems
+    from hair_ray.train.rollout_group import RolloutGroup
+    from hair_ray.train.run_folder import plan_run_start
+    from hair_ray.train.tracking import Tracker
+    from hair_ray.train.trainer import Actors, RewardSource, Trainer
     from hair_ray.workers.learner import start_learner_group
 
     # Everything that can fail on bad input fails here, before Ray: a bad config costs a second.
@@ -159,7 +164,7 @@ def train(config: RunConfig, *, overwrite: bool = False) -> dict[str, Any]:
     rewards: RewardSource | None = None
     scorer = None
     try:
-        from hair_ray.placement import actor_options
+        from hair_ray.train.placement import actor_options
 
         # Every actor loads at once (engines, reward models, scorer, learner ranks); the learner
         # group's start blocks, then the rest is awaited, so step 1's timing is the step's own.
