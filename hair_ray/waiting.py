@@ -28,6 +28,7 @@ def wait_all(
     owner_of = dict(zip(refs, owners, strict=True))
     deadline = time.monotonic() + timeout_s
     pending = list(refs)
+    results: dict = {}
     while pending:
         ready, pending = ray.wait(pending, num_returns=1, timeout=max(0.0, deadline - time.monotonic()))
         if not ready:
@@ -35,7 +36,7 @@ def wait_all(
             raise error(f"{what}: no answer within {timeout_s:g} s from {late}")
         for ref in ready:
             try:
-                ray.get(ref)
+                results[ref] = ray.get(ref)
             except ray.exceptions.RayTaskError as exc:  # the peer's own error, with the peer's name
                 if not name_failures:
                     raise
@@ -43,4 +44,4 @@ def wait_all(
                 raise error(f"{what}: {owner_of[ref]} failed: {type(cause).__name__}: {cause}") from exc
             except ray.exceptions.RayActorError as exc:
                 raise error(f"{what}: {owner_of[ref]} died: {exc}") from exc
-    return ray.get(list(refs))
+    return [results[ref] for ref in refs]
