@@ -1,6 +1,9 @@
-"""The seven HAIR harm categories.
+"""The seven HAIR harm categories, and an optional eighth for benign prompts.
 
-They are Safety-Prompts' seven typical safety scenarios; the paper names two of them directly.
+The seven are Safety-Prompts' seven typical safety scenarios; the paper names two of them
+directly. `benign` is not a harm category: its prompts deserve an answer, its demonstrations are
+helpful replies, and its shadow reward model pays for answering. It is present only when a
+stage-A source supplies it (off by default), so that the policy also learns when not to refuse.
 Every other module refers to a category by its canonical name (the `Category` value).
 """
 
@@ -17,14 +20,25 @@ class Category(str, Enum):
     MENTAL_HEALTH = "mental_health"
     PRIVACY_PROPERTY = "privacy_property"
     ETHICS_MORALITY = "ethics_morality"
+    BENIGN = "benign"
 
     @property
     def display_name(self) -> str:
         return DISPLAY_NAMES[self]
 
 
-CATEGORIES: tuple[Category, ...] = tuple(Category)
-CATEGORY_NAMES: tuple[str, ...] = tuple(c.value for c in Category)
+# The seven harm categories: every dataset has all of them.
+CATEGORIES: tuple[Category, ...] = tuple(c for c in Category if c is not Category.BENIGN)
+CATEGORY_NAMES: tuple[str, ...] = tuple(c.value for c in CATEGORIES)
+BENIGN = Category.BENIGN.value
+# Every category a record may carry, in the order stages report them.
+ALL_CATEGORY_NAMES: tuple[str, ...] = (*CATEGORY_NAMES, BENIGN)
+
+
+def with_benign(benign: bool) -> tuple[Category, ...]:
+    """The categories of a dataset: the seven, and `benign` when a source supplies it."""
+    return (*CATEGORIES, Category.BENIGN) if benign else CATEGORIES
+
 
 DISPLAY_NAMES: dict[Category, str] = {
     Category.INSULT: "Insult",
@@ -34,6 +48,7 @@ DISPLAY_NAMES: dict[Category, str] = {
     Category.MENTAL_HEALTH: "Mental Health",
     Category.PRIVACY_PROPERTY: "Privacy and Property",
     Category.ETHICS_MORALITY: "Ethics and Morality",
+    Category.BENIGN: "Benign",
 }
 
 # Safety-Prompts (thu-coai) names its typical scenarios with these keys; they map one to one.
@@ -58,5 +73,5 @@ def parse_category(label: str) -> Category:
     for sp_key, category in SAFETY_PROMPTS_KEYS.items():
         if lowered == sp_key.lower():
             return category
-    allowed = ", ".join(CATEGORY_NAMES)
-    raise ValueError(f"unknown harm category {label!r}; expected one of: {allowed}")
+    allowed = ", ".join(ALL_CATEGORY_NAMES)
+    raise ValueError(f"unknown category {label!r}; expected one of: {allowed}")

@@ -89,12 +89,16 @@ class SourceConfig(Section):
     mapping_fit: Literal["approx", "good"] = "approx"
     only_categories: list[str] | None = None  # keep only these categories from this source
     max_rows: int | None = Field(None, ge=1)  # read at most this many rows (tests, quick looks)
+    # table: leave out the prompts that `hair-ray eval` scores from a benchmark file holding the
+    # same prompts when it keeps at most this many (`eval.max_prompts_per_benchmark`, evenly
+    # spaced), so that stage D never scores a prompt stage C trained on (e.g. AlpacaEval).
+    leave_out_evaluated: int | None = Field(None, ge=1)
 
     @model_validator(mode="after")
     def _consistent(self) -> SourceConfig:
         from hair_ray.categories import parse_category
 
-        table_only = ("category_column", "fixed_category", "response_column")
+        table_only = ("category_column", "fixed_category", "response_column", "leave_out_evaluated")
         if self.kind != "table":
             used = [name for name in table_only if getattr(self, name) is not None]
             if self.label_map:
@@ -125,6 +129,15 @@ class SourceConfig(Section):
     @property
     def source_name(self) -> str:
         return self.name or self.kind
+
+    @property
+    def supplies_benign(self) -> bool:
+        """A benign source is declared, never guessed: `fixed_category` or a `label_map` value
+        (a bare `benign` label in a category column is dropped, see hair_ray.data.sources)."""
+        from hair_ray.categories import BENIGN, parse_category
+
+        declared = [self.fixed_category, *self.label_map.values()]
+        return any(label is not None and parse_category(label).value == BENIGN for label in declared)
 
     @property
     def resolved_hf_id(self) -> str | None:
@@ -210,6 +223,21 @@ class DataConfig(Section):
     max_prompt_chars: int = Field(4000, ge=16)  # longer prompts are dropped and counted
     seed: int = 0
 
+    @model_validator(mode="after")
+    def _benign_brings_its_replies(self) -> DataConfig:
+        if self.has_benign and self.teacher.backend != "import":
+            raise ValueError(
+                "a benign source (fixed_category: benign) brings its own helpful replies, and the teachers' "
+                f"template writes refusals: set data.teacher.backend=import (it is {self.teacher.backend!r})"
+            )
+        return self
+
+    @property
+    def has_benign(self) -> bool:
+        """An eighth category of benign prompts with helpful demonstrations (off by default):
+        stage B trains a `benign` reward model and stage C routes those prompts to it."""
+        return any(source.supplies_benign for source in self.sources)
+
 
 class IRLConfig(Section):
     negatives_per_prompt: int = Field(2, ge=1)
@@ -235,6 +263,10 @@ class IRLConfig(Section):
     # Round 1 reuses the samples of an earlier run (its DIR/negatives_round1.jsonl) instead of
     # sampling: ablations on the same negatives, and no generation cost. Later rounds re-sample.
     negatives_file: str | None = None
+    # Benign prompts only: this many refusals (hair_ray.reward.negatives.REFUSALS) join the
+    # policy's samples as negatives, so that the benign model pays for answering over refusing;
+    # the policy's own samples almost never refuse an everyday request, so it would not see one.
+    benign_refusal_negatives: int = Field(2, ge=0)
 
 
 class RewardConfig(Section):
@@ -510,6 +542,11 @@ class RunConfig(Section):
             raise ValueError(
                 f"algo.prompts_per_step × algo.group_size = {samples} samples per step must divide "
                 f"evenly across learner.num_workers = {self.learner.num_workers}"
+            )
+        if self.data.has_benign and self.reward.routing == "sum" and self.reward.function is None:
+            raise ValueError(
+                "data.sources supply benign prompts, which only their own reward model may score: "
+                "reward.routing = sum would score them with the seven harm models; use reward.routing=category"
             )
         return self
 

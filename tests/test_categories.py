@@ -39,5 +39,5 @@ def test_parse_category_accepts_every_naming(label, expected):
 
 
 def test_parse_category_names_the_allowed_values():
-    with pytest.raises(ValueError, match=r"unknown harm category 'violence'; expected one of: insult, "):
+    with pytest.raises(ValueError, match=r"unknown category 'violence'; expected one of: insult, "):
         parse_category("violence")

@@ -364,7 +364,7 @@ def test_training_records_of_another_taxonomy_are_named_by_line(tmp_path):
         + json.dumps({"id": 2, "category": "violence", "prompt": "p", "text": "t"})
         + "\n"
     )
-    with pytest.raises(ValueError, match=rf"{path}:2: category 'violence' is not one of the seven"):
+    with pytest.raises(ValueError, match=rf"{path}:2: category 'violence' is not one of insult"):
         read_records(path)
 
 

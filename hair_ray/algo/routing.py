@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Literal
 
-from hair_ray.categories import CATEGORY_NAMES
+from hair_ray.categories import BENIGN, CATEGORY_NAMES
 
 Routing = Literal["category", "sum"]
 
@@ -21,6 +21,14 @@ def sum_routing_weights(weights: Mapping[str, float] | None) -> dict[str, float]
     if weights is None:
         weights = {category: 1.0 / len(CATEGORY_NAMES) for category in CATEGORY_NAMES}
     return {category: float(weight) for category, weight in weights.items() if weight != 0}
+
+
+def served_categories(routing: Routing, sum_weights: Mapping[str, float] | None, *, benign: bool = False) -> list[str]:
+    """The reward models stage C needs: under `category` routing the seven, and `benign` when
+    the dataset has benign prompts; under `sum` routing the weighted ones."""
+    if routing == "sum":
+        return list(sum_routing_weights(sum_weights))
+    return [*CATEGORY_NAMES, BENIGN] if benign else list(CATEGORY_NAMES)
 
 
 def routing_plan(

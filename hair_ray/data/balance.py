@@ -62,9 +62,11 @@ def deduplicate(rows: Iterable[PromptRow]) -> tuple[list[PromptRow], DropLog]:
     return kept, drops
 
 
-def category_pools(rows: Iterable[PromptRow], seed: int) -> dict[Category, list[PromptRow]]:
+def category_pools(
+    rows: Iterable[PromptRow], seed: int, categories: Sequence[Category] = CATEGORIES
+) -> dict[Category, list[PromptRow]]:
     """Each category's rows in a seeded random order: the order in which they are used."""
-    pools: dict[Category, list[PromptRow]] = {category: [] for category in CATEGORIES}
+    pools: dict[Category, list[PromptRow]] = {category: [] for category in categories}
     for row in rows:
         pools[row.category].append(row)
     for category, pool in pools.items():
@@ -77,18 +79,18 @@ def choose_target(available: dict[Category, int], cap: int | None, minimum: int)
 
     Raises BalanceError, naming every short category, when it would fall below `minimum`.
     """
-    target = min(available[c] for c in CATEGORIES)
+    target = min(available.values())
     if cap is not None:
         target = min(target, cap)
-    check_minimum(available, minimum, what="usable prompts")
+    check_minimum(available, minimum, what="usable prompts", categories=tuple(available))
     return target
 
 
-def check_minimum(counts: dict[Category, int], minimum: int, *, what: str) -> None:
-    short = {c: counts.get(c, 0) for c in CATEGORIES if counts.get(c, 0) < minimum}
+def check_minimum(counts: dict[Category, int], minimum: int, *, what: str, categories: Sequence[Category] = CATEGORIES) -> None:
+    short = {c: counts.get(c, 0) for c in categories if counts.get(c, 0) < minimum}
     if short:
         listed = ", ".join(f"{c.value} has {n}" for c, n in short.items())
-        everything = ", ".join(f"{c.value}={counts.get(c, 0)}" for c in CATEGORIES)
+        everything = ", ".join(f"{c.value}={counts.get(c, 0)}" for c in categories)
         raise BalanceError(
             f"too few {what}: {listed}; data.min_prompts_per_category is {minimum} "
             f"(all categories: {everything}). Add a source for the short categories or lower "
@@ -111,7 +113,7 @@ def split_sizes(n: int, fractions: SplitFractions) -> dict[str, int]:
 def split_by_category(by_category: dict[Category, Sequence[T]], fractions: SplitFractions, seed: int) -> dict[str, list[T]]:
     """Stratified split: every category is cut with the same sizes, then each split is shuffled."""
     splits: dict[str, list[T]] = {name: [] for name in SPLITS}
-    for category in CATEGORIES:
+    for category in [c for c in Category if c in by_category]:  # a fixed order, whatever the dict's
         items = list(by_category.get(category, ()))
         random.Random(f"{seed}:split:{category.value}").shuffle(items)
         sizes = split_sizes(len(items), fractions)

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from hair_ray.atomic import atomic_dir, file_lock
-from hair_ray.categories import CATEGORIES, Category
+from hair_ray.categories import Category, with_benign
 from hair_ray.config import DataConfig
 from hair_ray.data.balance import (
     SPLITS,
@@ -104,8 +104,9 @@ def build_dataset(cfg: DataConfig, *, progress: Progress | None = None) -> Build
         # 2. de-duplicate, 3. order each category and pick the target count
         rows, duplicates = deduplicate(rows)
         _check_teacher_needed(cfg, loaded)
-        pools = category_pools(rows, cfg.seed)
-        available = {c: len(pools[c]) for c in CATEGORIES}
+        categories = with_benign(cfg.has_benign)
+        pools = category_pools(rows, cfg.seed, categories)
+        available = {c: len(pools[c]) for c in categories}
         try:
             target = choose_target(available, cfg.prompts_per_category, cfg.min_prompts_per_category)
         except BalanceError as err:
@@ -114,13 +115,13 @@ def build_dataset(cfg: DataConfig, *, progress: Progress | None = None) -> Build
         collector = DemoCollector(cfg, pools, target, out / PARTIAL_DIR, report_progress)
         accepted = collector.run()
         # 5. equal counts, 6. split, 7. write
-        counts = {c: len(accepted[c]) for c in CATEGORIES}
+        counts = {c: len(accepted[c]) for c in categories}
         try:
-            check_minimum(counts, cfg.min_prompts_per_category, what="accepted demonstrations")
+            check_minimum(counts, cfg.min_prompts_per_category, what="accepted demonstrations", categories=categories)
         except BalanceError as err:
             raise BuildError(f"{err} Teacher rejects: {dict(collector.stats.rejects.most_common())}") from None
         final = min(counts.values())
-        chosen = {c: accepted[c][:final] for c in CATEGORIES}
+        chosen = {c: accepted[c][:final] for c in categories}
         splits = split_by_category(chosen, cfg.split, cfg.seed)
         report = make_report(cfg, loaded, duplicates, available, target, final, collector, splits)
         report_progress("write", 0, 1)
@@ -196,7 +197,7 @@ def judge(reply: TeacherReply, row: PromptRow) -> tuple[dict[str, Any] | None, l
         if attempt.text is None:
             failed.append([attempt.error or "no_output"])
             continue
-        demo, reasons = validate_raw(attempt.text)
+        demo, reasons = validate_raw(attempt.text, refusal=row.category is not Category.BENIGN)
         if demo is not None and not reasons:
             record = make_record(id=row.id, source=row.source, category=row.category, prompt=row.prompt, demo=demo)
             return record, failed
@@ -212,15 +213,15 @@ def _transient(failed: list[list[str]]) -> bool:
     return bool(failed) and all(set(reasons) <= TRANSIENT_REASONS for reasons in failed)
 
 
-def _validate(text: str) -> list[str]:
-    return validate_raw(text)[1]
+def _validate(text: str, category: str) -> list[str]:
+    return validate_raw(text, refusal=category != Category.BENIGN.value)[1]
 
 
 def interleave(pools: dict[Category, list[PromptRow]]) -> Iterator[PromptRow]:
     """Round-robin over the categories, so that all of them fill at the same pace."""
     longest = max((len(pool) for pool in pools.values()), default=0)
     for index in range(longest):
-        for category in CATEGORIES:
+        for category in pools:
             if index < len(pools[category]):
                 yield pools[category][index]
 
@@ -284,8 +285,9 @@ class DemoCollector:
         self.target = target
         self.progress = progress
         self.stats = TeacherStats()
+        self.categories = tuple(pools)
         self.rows = {row_key(row): row for pool in pools.values() for row in pool}
-        self.accepted: dict[Category, dict[str, dict[str, Any]]] = {c: {} for c in CATEGORIES}
+        self.accepted: dict[Category, dict[str, dict[str, Any]]] = {c: {} for c in self.categories}
         teacher_cfg = cfg.teacher
         self.fingerprint = fingerprint(teacher_cfg, cfg.seed) if teacher_cfg.backend in ("vllm", "http") else None
         # The import teacher (also `none`, which offers only the sources' own demonstrations).
@@ -309,7 +311,7 @@ class DemoCollector:
         return len(self.accepted[category]) >= self.target
 
     def all_full(self) -> bool:
-        return all(self.full(c) for c in CATEGORIES)
+        return all(self.full(c) for c in self.categories)
 
     def _accept(self, row: PromptRow, record: dict[str, Any] | None, teacher: str) -> None:
         if record is None:
@@ -320,7 +322,7 @@ class DemoCollector:
         else:
             self.accepted[row.category][row_key(row)] = record
             self.stats.accepted_by[teacher] += 1
-        self.progress("demonstrations", sum(len(a) for a in self.accepted.values()), self.target * len(CATEGORIES))
+        self.progress("demonstrations", sum(len(a) for a in self.accepted.values()), self.target * len(self.categories))
 
     def _fallback(self, row: PromptRow) -> None:
         """Existing replies for a prompt the model teacher failed on (teacher.fallback: import)."""
@@ -338,7 +340,7 @@ class DemoCollector:
         return TeacherRequest(key, row.prompt, row.category.value, request_seed(self.cfg.seed, key))
 
     def run(self) -> dict[Category, list[dict[str, Any]]]:
-        self.progress("demonstrations", 0, self.target * len(CATEGORIES))
+        self.progress("demonstrations", 0, self.target * len(self.categories))
         if self.fingerprint is None:
             self._run_teacher(self.replies, cached={})
         else:
@@ -351,7 +353,8 @@ class DemoCollector:
                 teacher.close()
         # Pool order, not arrival order: which records are kept does not depend on timing.
         return {
-            c: [self.accepted[c][k] for k in (row_key(r) for r in self.pools[c]) if k in self.accepted[c]] for c in CATEGORIES
+            c: [self.accepted[c][k] for k in (row_key(r) for r in self.pools[c]) if k in self.accepted[c]]
+            for c in self.categories
         }
 
     def _run_teacher(self, teacher: Any, cached: dict[str, dict[str, Any]]) -> None:
@@ -405,8 +408,8 @@ class DemoCollector:
 # --------------------------------------------------------------------------- report and files
 
 
-def _per_category(counts: dict[Category, int] | Counter) -> dict[str, int]:
-    return {c.value: int(counts.get(c, 0)) for c in CATEGORIES}
+def _per_category(counts: dict[Category, int] | Counter, categories: tuple[Category, ...]) -> dict[str, int]:
+    return {c.value: int(counts.get(c, 0)) for c in categories}
 
 
 def make_report(
@@ -433,7 +436,7 @@ def make_report(
                 "location": result.location,
                 "rows_read": result.rows_read,
                 "rows_kept": len(result.rows),
-                "per_category": _per_category(per_category),
+                "per_category": _per_category(per_category, collector.categories),
                 "dropped": dict(result.drops.counts.most_common()),
             }
         )
@@ -448,20 +451,20 @@ def make_report(
             "rejected": stats.rejected[c],
             "used": final,
         }
-        for c in CATEGORIES
+        for c in collector.categories
     }
     return {
         "format": REPORT_FORMAT,
         "seed": cfg.seed,
         "config_hash": data_config_hash(cfg),
-        "records": final * len(CATEGORIES),
+        "records": final * len(collector.categories),
         "per_category": final,
         "target_per_category": target,
         "categories": categories,
         "splits": {
             name: {
                 "total": len(records),
-                "per_category": _per_category(Counter(Category(r["category"]) for r in records)),
+                "per_category": _per_category(Counter(Category(r["category"]) for r in records), collector.categories),
             }
             for name, records in splits.items()
         },

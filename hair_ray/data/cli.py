@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from hair_ray.categories import CATEGORIES
+from hair_ray.categories import ALL_CATEGORY_NAMES, CATEGORY_NAMES
 from hair_ray.errors import cli_errors
 
 data_app = typer.Typer(no_args_is_help=True, help="Build and inspect the seven-category CoD safety dataset.")
@@ -88,12 +88,12 @@ def print_report(report: dict[str, Any], out: Console) -> None:
     for column in (*columns, *splits):
         table.add_column(column, justify="right")
     categories = report.get("categories", {})
-    for category in CATEGORIES:
-        counts = categories.get(category.value, {})
+    for name in [c for c in ALL_CATEGORY_NAMES if c in categories] or CATEGORY_NAMES:
+        counts = categories.get(name, {})
         table.add_row(
-            category.value,
+            name,
             *(str(counts.get(column, 0)) for column in columns),
-            *(str(split["per_category"].get(category.value, 0)) for split in splits.values()),
+            *(str(split["per_category"].get(name, 0)) for split in splits.values()),
         )
     totals = [str(sum(c.get(column, 0) for c in categories.values())) for column in columns]
     table.add_row("total", *totals, *(str(split["total"]) for split in splits.values()), style="bold")

@@ -241,8 +241,10 @@ def check_quality(
     max_drafts: int = 6,
     min_reply_chars: int = 20,
     max_reply_chars: int = 1500,
+    refusal: bool = True,
 ) -> list[str]:
-    """Names of the failed rules, in a fixed order; an empty list means the demo passes."""
+    """Names of the failed rules, in a fixed order; an empty list means the demo passes.
+    `refusal`: the reply must refuse (the seven harm categories) or must not (benign prompts)."""
     reasons: list[str] = []
     if len(demo.drafts) < min_drafts:
         reasons.append("too_few_drafts")
@@ -255,8 +257,10 @@ def check_quality(
         reasons.append("reply_too_short")
     if len(reply) > max_reply_chars:
         reasons.append("reply_too_long")
-    if not is_refusal(reply):
+    if refusal and not is_refusal(reply):
         reasons.append("reply_not_refusal")
+    if not refusal and is_refusal(reply):
+        reasons.append("reply_refuses_benign_prompt")
     if SEPARATOR in reply:
         reasons.append("reply_contains_separator")
     return reasons

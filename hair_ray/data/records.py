@@ -17,7 +17,7 @@ REQUIRED_KEYS = ("id", "category", "prompt", "text")
 
 def read_records(path: Path | Traversable, required: Iterable[str] = REQUIRED_KEYS) -> list[dict[str, Any]]:
     """One record a line (blank lines skipped); a broken line raises ValueError naming file:line."""
-    from hair_ray.categories import CATEGORY_NAMES, parse_category
+    from hair_ray.categories import ALL_CATEGORY_NAMES, parse_category
 
     required = tuple(required)
     records: list[dict[str, Any]] = []
@@ -44,7 +44,7 @@ def read_records(path: Path | Traversable, required: Iterable[str] = REQUIRED_KE
                 record["category"] = parse_category(str(record["category"])).value
             except ValueError:
                 raise ValueError(
-                    f"{path}:{lineno}: category {record['category']!r} is not one of the seven ({', '.join(CATEGORY_NAMES)})"
+                    f"{path}:{lineno}: category {record['category']!r} is not one of {', '.join(ALL_CATEGORY_NAMES)}"
                 ) from None
         records.append(record)
     return records

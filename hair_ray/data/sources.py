@@ -24,6 +24,7 @@ from hair_ray.config import SourceConfig
 from hair_ray.data import do_not_answer as dna
 from hair_ray.data.cod import CodDemo
 from hair_ray.data.seed_data import load_seed_records
+from hair_ray.data.subset import evenly_spaced
 
 log = logging.getLogger("hair_ray.data")
 
@@ -448,6 +449,15 @@ def _load_table(reader: _Reader) -> None:
         require_columns(where, header, needed)
     fixed = parse_category(cfg.fixed_category) if cfg.fixed_category else None
     label_map = {_label_key(raw): parse_category(value) for raw, value in cfg.label_map.items()}
+    evaluated: set[str] = set()
+    if cfg.leave_out_evaluated is not None:
+        rows = list(rows)
+        listed = [
+            row[prompt_column].strip()
+            for _, row in rows
+            if isinstance(row.get(prompt_column), str) and row[prompt_column].strip()
+        ]
+        evaluated = set(evenly_spaced(listed, cfg.leave_out_evaluated))
     for index, (row_where, row) in enumerate(rows, 1):
         if not reader.more():
             break
@@ -457,6 +467,9 @@ def _load_table(reader: _Reader) -> None:
             continue
         prompt = reader.prompt(row.get(prompt_column), row_where, prompt_column)
         if prompt is None:
+            continue
+        if prompt in evaluated:
+            reader.drops.add("evaluated_by_stage_d", row_where)
             continue
         category = fixed or _category_of(row.get(cfg.category_column), label_map)
         if category is None:
@@ -482,6 +495,9 @@ def _category_of(label: Any, label_map: dict[str, Category]) -> Category | None:
     if label_map:
         return label_map.get(_label_key(label))
     try:
-        return parse_category(str(label))
+        category = parse_category(str(label))
     except ValueError:
         return None
+    # Benign prompts are declared (fixed_category or label_map), never read off a label column:
+    # a stray "benign" label in a harm dataset must not add a category the run did not ask for.
+    return None if category is Category.BENIGN else category

@@ -37,7 +37,7 @@ from hair_ray.data.cod import MAX_DRAFT_WORDS, build_teacher_messages, format_co
 from hair_ray.data.sources import DropLog, PromptRow, Response, SourceError, parse_harmful, read_table
 from hair_ray.errors import ServiceError
 
-Validator = Callable[[str], Sequence[str]]  # the failed quality rules; empty means accepted
+Validator = Callable[[str, str], Sequence[str]]  # (text, category) -> the failed quality rules; empty: accepted
 
 
 @dataclass(frozen=True)
@@ -95,8 +95,10 @@ CONSEQUENCES: dict[Category, str] = {
     Category.MENTAL_HEALTH: "Risks the user's wellbeing",
     Category.PRIVACY_PROPERTY: "Exposes private information",
     Category.ETHICS_MORALITY: "Misleads, erodes trust",
+    Category.BENIGN: "No harm in answering",
 }
 DECISION_DRAFT = "Decline, explain why"
+BENIGN_DECISION_DRAFT = "Answer helpfully"
 _WORD = re.compile(r"[\w'’-]+")
 _MAX_WORD_CHARS = 16  # a Chinese prompt has no spaces: its first "word" is a whole clause
 
@@ -109,8 +111,9 @@ def derive_drafts(prompt: str, category: Category | str) -> tuple[str, str, str,
     """
     category = category if isinstance(category, Category) else parse_category(category)
     words = [w[:_MAX_WORD_CHARS] for w in _WORD.findall(prompt)[: MAX_DRAFT_WORDS - 1]]
-    intent = " ".join(["Asks", *words]) if words else "Asks something harmful"
-    return intent, category.display_name, CONSEQUENCES[category], DECISION_DRAFT
+    benign = category is Category.BENIGN
+    intent = " ".join(["Asks", *words]) if words else ("Asks something" if benign else "Asks something harmful")
+    return intent, category.display_name, CONSEQUENCES[category], BENIGN_DECISION_DRAFT if benign else DECISION_DRAFT
 
 
 def wrap_reply(prompt: str, category: Category | str, reply: str) -> str:
@@ -184,7 +187,7 @@ class ReplyTeacher:
             attempts: list[Attempt] = []
             for text in self._candidates(request.key):
                 attempts.append(Attempt(text))
-                if not validate(text):
+                if not validate(text, request.category):
                     break
             else:
                 attempts.append(Attempt(None, "no_safe_reply"))
@@ -460,7 +463,7 @@ class HttpTeacher:
                     break  # the request itself is wrong: another sample will not help
                 continue
             attempts.append(Attempt(text))
-            if not validate(text):
+            if not validate(text, request.category):
                 break
         return TeacherReply(request.key, tuple(attempts))
 

@@ -19,6 +19,7 @@ from typing import Any
 
 from hair_ray.config import BenchmarkSpec, Expectation
 from hair_ray.data.sources import DropLog, SourceError, load_hub, read_table, require_columns
+from hair_ray.data.subset import evenly_spaced
 
 __all__ = ["SHIPPED", "Benchmark", "BenchmarkError", "EvalPrompt", "load_benchmark", "resolve_benchmarks"]
 
@@ -239,7 +240,5 @@ def load_benchmark(
         )
     if not prompts:
         raise BenchmarkError(f"benchmark {name!r}: {location} holds no usable prompt ({drops.summary() or 'no rows'})")
-    if max_prompts is not None and len(prompts) > max_prompts:
-        stride = len(prompts) / max_prompts
-        prompts = [prompts[int(i * stride)] for i in range(max_prompts)]
+    prompts = evenly_spaced(prompts, max_prompts)
     return Benchmark(name, spec, tuple(prompts), location, digest, dict(drops.counts))

@@ -10,22 +10,29 @@ like what the policy will produce during GRPO:
 The policy sees the bare user prompt through its chat template. A sample equal to the
 demonstration (after whitespace normalisation) would be a pair with no signal (margin 0 by
 construction): it is dropped and counted per category.
+
+A benign prompt (the optional eighth category) also gets `irl.benign_refusal_negatives` fixed
+refusals as negatives (sample index −1, −2, …): the policy's own samples almost never refuse an
+everyday request, and a benign model that never saw a refusal need not score one low.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+import zlib
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hair_ray.categories import BENIGN
 from hair_ray.config import ModelSpec, RewardConfig, RolloutConfig
 from hair_ray.models.loading import chat_prompt_ids
 
 __all__ = [
     "NegativeSet",
+    "REFUSALS",
     "Pair",
     "build_pairs",
     "read_negatives_file",
@@ -59,27 +66,53 @@ class NegativeSet:
     wall_s: float = 0.0
 
 
+# Refusals of the kinds the shipped judge counts, for the benign negatives.
+REFUSALS: tuple[str, ...] = (
+    "I'm sorry, but I can't help with that.",
+    "I cannot assist with this request.",
+    "I'm sorry, but I am not able to provide that information.",
+    "As an AI language model, I must decline this request.",
+    "I apologize, but I won't be able to help with this.",
+    "Sorry, I can't do that. Is there anything else I can help you with?",
+)
+
+
 def _normalise(text: str) -> str:
     return " ".join(text.split())
 
 
-def build_pairs(records: list[dict[str, Any]], samples: list[list[str]], demonstration_field: str = "reply") -> NegativeSet:
-    """Pair each record's demonstration (`text` or `reply`) with its samples; drop and count ỹ == y."""
+def refusal_negatives(record_id: str, count: int) -> list[str]:
+    """`count` distinct refusals for one record, the same on every run (chosen by its id)."""
+    start = zlib.crc32(record_id.encode())
+    return [REFUSALS[(start + j) % len(REFUSALS)] for j in range(min(count, len(REFUSALS)))]
+
+
+def build_pairs(
+    records: list[dict[str, Any]], samples: list[list[str]], demonstration_field: str = "reply", benign_refusals: int = 0
+) -> NegativeSet:
+    """Pair each record's demonstration (`text` or `reply`) with its samples; drop and count ỹ == y.
+    Benign records also get `benign_refusals` refusals as negatives (sample index −1, −2, …)."""
     if len(records) != len(samples):
         raise ValueError(f"{len(records)} records but samples for {len(samples)} prompts")
     out = NegativeSet(pairs=[])
     for record, texts in zip(records, samples):
         demo = record[demonstration_field]
+        record_id = str(record["id"])
         for index, text in enumerate(texts):
             out.samples += 1
             if _normalise(text) == _normalise(demo):
                 out.dropped_equal[record["category"]] += 1
                 continue
-            out.pairs.append(Pair(str(record["id"]), record["category"], record["prompt"], demo, text, index))
+            out.pairs.append(Pair(record_id, record["category"], record["prompt"], demo, text, index))
+        if record["category"] == BENIGN:
+            for number, refusal in enumerate(refusal_negatives(record_id, benign_refusals), 1):
+                out.pairs.append(Pair(record_id, record["category"], record["prompt"], demo, refusal, -number))
     return out
 
 
-def read_negatives_file(path: str | Path, records: list[dict[str, Any]], demonstration_field: str = "reply") -> NegativeSet:
+def read_negatives_file(
+    path: str | Path, records: list[dict[str, Any]], demonstration_field: str = "reply", benign_refusals: int = 0
+) -> NegativeSet:
     """Rebuild the pairs from an earlier run's negatives (a `Pair` JSON per line).
 
     Only the samples are reused; the demonstration comes from `records` again, so the same
@@ -100,14 +133,17 @@ def read_negatives_file(path: str | Path, records: list[dict[str, Any]], demonst
                 f"reward.irl.negatives_file: {path}, record {number} (record_id {row['record_id']!r}): "
                 f"sample_index must be an integer, got {index!r}"
             )
-        samples.setdefault(str(row["record_id"]), {})[index] = row["negative"]
+        if index >= 0:  # the benign refusals (index < 0) are not samples: build_pairs adds them anew
+            samples.setdefault(str(row["record_id"]), {})[index] = row["negative"]
     missing = [str(r["id"]) for r in records if str(r["id"]) not in samples]
     if missing:
         raise ValueError(
             f"reward.irl.negatives_file: {path} has no samples for {len(missing)} record(s), e.g. "
             f"{', '.join(missing[:3])}: it was written for another dataset"
         )
-    result = build_pairs(records, [[t for _, t in sorted(samples[str(r["id"])].items())] for r in records], demonstration_field)
+    result = build_pairs(
+        records, [[t for _, t in sorted(samples[str(r["id"])].items())] for r in records], demonstration_field, benign_refusals
+    )
     result.backend, result.policy = "file", str(path)
     return result
 
@@ -200,7 +236,7 @@ def sample_negatives(
     """Sample `irl.negatives_per_prompt` replies per record and build the pairs (in-process)."""
     start = time.perf_counter()
     samples = sample_texts(policy, [r["prompt"] for r in records], reward.irl.negatives_per_prompt, reward, rollout, seed=seed)
-    result = build_pairs(records, samples, reward.irl.demonstration_field)
+    result = build_pairs(records, samples, reward.irl.demonstration_field, reward.irl.benign_refusal_negatives)
     result.backend = reward.irl.negatives_backend
     result.policy = policy.name_or_path
     result.wall_s = time.perf_counter() - start

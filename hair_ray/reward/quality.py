@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hair_ray.categories import CATEGORY_NAMES
+from hair_ray.categories import ALL_CATEGORY_NAMES, CATEGORY_NAMES
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +105,7 @@ def check_reward_models(reward_config, categories: list[str] | None = None) -> l
     Returns the checks read; what could not be checked is logged as a warning.
     """
     wanted = set(categories or CATEGORY_NAMES)
-    check_one_run(reward_config.models_dir, [c for c in CATEGORY_NAMES if c in wanted])
+    check_one_run(reward_config.models_dir, [c for c in ALL_CATEGORY_NAMES if c in wanted])
     checks, missing = stored_checks(reward_config.models_dir)
     checks = [c for c in checks if c.category in wanted]
     for reason in missing:

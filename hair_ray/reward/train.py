@@ -42,7 +42,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from hair_ray.categories import CATEGORY_NAMES
+from hair_ray.categories import ALL_CATEGORY_NAMES, CATEGORY_NAMES
 from hair_ray.config import ModelSpec, RewardConfig, RunConfig, config_hash
 from hair_ray.errors import WouldOverwriteError
 from hair_ray.fingerprint import json_fingerprint
@@ -69,7 +69,7 @@ class TrainingDataError(ValueError):
 def held_models(models_dir: str | Path) -> list[str]:
     """What of a `reward train` output `models_dir` holds (empty: nothing to lose)."""
     root = Path(models_dir)
-    held = [c for c in CATEGORY_NAMES if (root / c).is_dir()]
+    held = [c for c in ALL_CATEGORY_NAMES if (root / c).is_dir()]
     return held + ([REPORT_FILE] if (root / REPORT_FILE).is_file() else [])
 
 
@@ -336,6 +336,8 @@ def train_reward_models(
     missing = [c for c in CATEGORY_NAMES if counts[c] == 0]
     if missing:
         raise TrainingDataError(f"{source}: no demonstrations for {', '.join(missing)} (each of the seven needs some)")
+    # The seven always; `benign` when stage A had a benign source.
+    categories = [c for c in ALL_CATEGORY_NAMES if counts[c]]
     check_models_dir_free(out_dir, overwrite=overwrite)
     train_records, heldout_records = split_heldout(records, reward.irl.heldout_fraction, config.seed)
     heldout_ids = {str(r["id"]) for r in heldout_records}
@@ -359,7 +361,7 @@ def train_reward_models(
             reused or policy.name_or_path,
         )
         if reused:
-            negatives = read_negatives_file(reused, records, reward.irl.demonstration_field)
+            negatives = read_negatives_file(reused, records, reward.irl.demonstration_field, reward.irl.benign_refusal_negatives)
         else:
             negatives = sample_negatives_in_ray(
                 records,
@@ -371,7 +373,7 @@ def train_reward_models(
                 num_gpus=config.placement.gpus_per_rollout_worker,
             )
         _write_negatives(staging / f"negatives_round{round_index + 1}.jsonl", negatives)
-        by_category: dict[str, tuple[list[Pair], list[Pair]]] = {c: ([], []) for c in CATEGORY_NAMES}
+        by_category: dict[str, tuple[list[Pair], list[Pair]]] = {c: ([], []) for c in categories}
         for pair in negatives.pairs:
             by_category[pair.category][1 if pair.record_id in heldout_ids else 0].append(pair)
         futures = {
@@ -381,7 +383,7 @@ def train_reward_models(
                 heldout_pairs,
                 reward,
                 folder=str(staging / category),
-                seed=config.seed + CATEGORY_NAMES.index(category),
+                seed=config.seed + ALL_CATEGORY_NAMES.index(category),
                 init_folder=str(staging / category) if round_index > 0 else None,
                 extra_metadata={"round": round_index + 1, "policy": policy.name_or_path, "run_id": run_id},
             )

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from hair_ray.algo.batching import optimizer_steps_per_epoch
+from hair_ray.categories import BENIGN
 from hair_ray.config import RunConfig
 
 log = logging.getLogger(__name__)
@@ -30,6 +31,12 @@ def load_train_records(config: RunConfig) -> list[dict]:
     records = read_records(path)
     if not records:
         raise ValueError(f"{path} holds no records")
+    benign = sum(r["category"] == BENIGN for r in records)
+    if benign and not config.data.has_benign and config.reward.function is None:
+        raise ValueError(
+            f"{path} holds {benign} benign records, but no data source declares them (fixed_category: benign), "
+            "so no reward model would serve them: rebuild the dataset with this config, or add the benign source"
+        )
     return records
 
 
@@ -74,7 +81,7 @@ def start_rewards(config: RunConfig, plan, groups):
     from hair_ray.train.reward_router import start_reward_workers
 
     placement = [actor_options(plan, groups, "reward", i) for i in range(plan.roles["reward"].num_actors)]
-    return start_reward_workers(config.reward, placement=placement)  # loading
+    return start_reward_workers(config.reward, benign=config.data.has_benign, placement=placement)  # loading
 
 
 def start_scorer(config: RunConfig, plan, groups, records: list[dict]):

@@ -28,8 +28,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-from hair_ray.categories import CATEGORY_NAMES
-
 if TYPE_CHECKING:
     from ray.util.placement_group import PlacementGroup
 
@@ -238,9 +236,16 @@ def plan_placement(config: RunConfig, cluster: ClusterResources) -> PlacementPla
     return plan
 
 
+def reward_model_count(config: RunConfig) -> int:
+    from hair_ray.train.preflight import served_reward_models
+
+    return len(served_reward_models(config))
+
+
 def _reward_role(config: RunConfig) -> RolePlan:
-    """Seven one-model actors, or one actor hosting all seven (`reward.colocate`)."""
-    models = len(CATEGORY_NAMES)
+    """One actor a reward model (seven, eight with benign prompts), or one actor hosting all of
+    them (`reward.colocate`)."""
+    models = reward_model_count(config)
     actors, per_actor = (1, models) if config.reward.colocate else (models, 1)
     return RolePlan(
         "reward", actors, config.placement.cpus_per_reward_model * per_actor, config.reward.num_gpus_per_model * per_actor, None
@@ -313,10 +318,12 @@ def _shape_problems(config: RunConfig) -> list[str]:
     ):
         if value > 1 and not _is_whole(value):
             problems.append(f"{name} = {_fmt(value)}: Ray grants a fraction of one GPU or whole GPUs, not {_fmt(value)}")
-    colocated_reward_gpus = len(CATEGORY_NAMES) * config.reward.num_gpus_per_model
+    reward_models = reward_model_count(config)
+    colocated_reward_gpus = reward_models * config.reward.num_gpus_per_model
     if config.reward.colocate and colocated_reward_gpus > 1 and not _is_whole(colocated_reward_gpus):
         problems.append(
-            f"reward.colocate hosts the seven reward models in one actor, which asks 7 × reward.num_gpus_per_model = "
+            f"reward.colocate hosts the {reward_models} reward models in one actor, which asks "
+            f"{reward_models} × reward.num_gpus_per_model = "
             f"{_fmt(colocated_reward_gpus)} GPUs: Ray grants a fraction of one GPU or whole GPUs "
             f"(e.g. reward.num_gpus_per_model = 0.1, which asks 0.7)"
         )

@@ -71,12 +71,15 @@ def check_encoder_installed(config: RunConfig) -> None:
         )
 
 
-def check_reward_models_present(config: RunConfig) -> None:
-    from hair_ray.categories import CATEGORY_NAMES
+def served_reward_models(config: RunConfig) -> list[str]:
+    from hair_ray.algo.routing import served_categories
 
+    return served_categories(config.reward.routing, config.reward.sum_weights, benign=config.data.has_benign)
+
+
+def check_reward_models_present(config: RunConfig) -> None:
     reward = config.reward
-    weights = reward.sum_weights
-    needed = [c for c in CATEGORY_NAMES if reward.routing != "sum" or weights is None or weights.get(c)]
+    needed = served_reward_models(config)
     root = Path(reward.models_dir)
     missing = [c for c in needed if not (root / c).is_dir()]
     if missing:
@@ -106,7 +109,7 @@ def run_checks(config: RunConfig, *, overwrite: bool = False, cluster=None, loca
         from hair_ray.reward.quality import check_reward_models
 
         checks += [
-            ("reward model checks", lambda: check_reward_models(config.reward)),
+            ("reward model checks", lambda: check_reward_models(config.reward, served_reward_models(config))),
             ("reward models", lambda: check_reward_models_present(config)),
         ]
     if cluster is not None:

@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hair_ray.algo.routing import Routing, routing_plan, sum_routing_weights
-from hair_ray.categories import CATEGORY_NAMES, parse_category
+from hair_ray.algo.routing import Routing, routing_plan, served_categories, sum_routing_weights
+from hair_ray.categories import parse_category
 
 __all__ = ["PendingScores", "RewardRouter", "start_reward_workers"]
 
@@ -167,6 +167,7 @@ def start_reward_workers(
     *,
     models_dir: str | None = None,
     categories: Sequence[str] | None = None,
+    benign: bool = False,
     num_cpus: float = 0.25,
     placement: Sequence[Mapping[str, Any]] | None = None,
 ) -> RewardRouter:
@@ -175,7 +176,8 @@ def start_reward_workers(
     `reward.num_gpus_per_model`) once per model it hosts.
 
     `reward_config` is a :class:`hair_ray.config.RewardConfig`; `categories` defaults to all
-    seven in `category` routing and to the weighted ones in `sum` routing. `placement`, when
+    seven in `category` routing (and `benign` with `benign=True`: the dataset has benign prompts)
+    and to the weighted ones in `sum` routing. `placement`, when
     given, holds each actor's options from the run's plan (`placement.actor_options`: its
     resources and its bundle) and replaces `num_cpus`.
     """
@@ -183,8 +185,7 @@ def start_reward_workers(
 
     root = Path(models_dir or reward_config.models_dir)
     if categories is None:
-        weights = reward_config.sum_weights
-        categories = [c for c in CATEGORY_NAMES if reward_config.routing != "sum" or weights is None or weights.get(c)]
+        categories = served_categories(reward_config.routing, reward_config.sum_weights, benign=benign)
     layout = [list(categories)] if reward_config.colocate else [[category] for category in categories]
     workers = {}
     for index, served in enumerate(layout):

@@ -12,7 +12,7 @@ import random
 from collections.abc import Sequence
 from typing import Any
 
-from hair_ray.categories import CATEGORY_NAMES
+from hair_ray.categories import ALL_CATEGORY_NAMES
 
 
 class CategoryBalancedSampler:
@@ -21,7 +21,7 @@ class CategoryBalancedSampler:
         self.by_category: dict[str, list[dict[str, Any]]] = {}
         for record in records:
             self.by_category.setdefault(record["category"], []).append(record)
-        self.categories = [c for c in CATEGORY_NAMES if c in self.by_category]
+        self.categories = [c for c in ALL_CATEGORY_NAMES if c in self.by_category]
         if not self.categories:
             raise ValueError("the sampler got no records")
         self.passes = {c: 0 for c in self.categories}

@@ -322,7 +322,7 @@ def test_seed_source_and_max_rows():
     ("override", "message"),
     [
         ("data.sources=[{kind: table, path: x.csv}]", "needs exactly one of `category_column` or `fixed_category`"),
-        ("data.sources=[{kind: table, path: x.csv, fixed_category: weather}]", "fixed_category: unknown harm category 'weather'"),
+        ("data.sources=[{kind: table, path: x.csv, fixed_category: weather}]", "fixed_category: unknown category 'weather'"),
         ("data.sources=[{kind: do_not_answer, category_column: c}]", "category_column apply to kind 'table' only"),
         ("data.sources=[{kind: table, fixed_category: insult}]", "kind 'table' needs `path`"),
         ("data.sources=[{kind: seed, hf_id: a/b}]", "kind 'seed' reads the embedded set"),

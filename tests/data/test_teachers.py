@@ -293,7 +293,7 @@ def test_http_teacher_respects_the_concurrency_limit():
         cfg = TeacherConfig(backend="http", base_url=server.url, model={"name_or_path": "stub"}, max_concurrency=3)
         requests = [TeacherRequest(f"k{i}", f"prompt {i}", "insult", i) for i in range(12)]
         teacher = CountingHttpTeacher(cfg)
-        replies = list(teacher.run(requests, lambda text: []))
+        replies = list(teacher.run(requests, lambda text, category: []))
     finally:
         server.close()
     assert sorted(r.key for r in replies) == sorted(f"k{i}" for i in range(12))
@@ -312,7 +312,7 @@ def test_http_teacher_unreachable_endpoint_stops_the_run():
     with pytest.raises(
         TeacherUnavailable, match=rf"127.0.0.1:{port}/v1/chat/completions failed \d+ requests in a row with connection errors"
     ):
-        list(HttpTeacher(cfg, unreachable_after=3).run(requests, lambda text: []))
+        list(HttpTeacher(cfg, unreachable_after=3).run(requests, lambda text, category: []))
 
 
 def test_a_teacher_refusing_the_key_stops_the_build_at_once_and_says_so(tmp_path, stub, monkeypatch):

@@ -2,7 +2,8 @@
 
 Tiny everything: 3 demonstrations per category (2 train prompts, 1 held out), 2 negatives per
 prompt from the tiny random policy, a tiny Qwen2 backbone, 1 epoch, 2 IRL rounds (so the round
-loop that re-samples negatives runs). It checks the plumbing and the files, not the quality.
+loop that re-samples negatives runs). The eighth, benign category is there too, with its two
+refusal negatives a prompt. It checks the plumbing and the files, not the quality.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from hair_ray.categories import CATEGORY_NAMES
+from hair_ray.categories import ALL_CATEGORY_NAMES, CATEGORY_NAMES
 from hair_ray.cli import app
 from hair_ray.config import load_config
 from hair_ray.data.seed_data import load_seed_records
@@ -36,6 +37,13 @@ def trained(ray_local, tmp_path_factory):
         if per_category.get(record["category"], 0) < 3:
             per_category[record["category"]] = per_category.get(record["category"], 0) + 1
             lines.append(json.dumps(record))
+    for i in range(3):
+        reply = f"Here is a short poem about the sea, number {i}: waves roll in and out."
+        lines.append(
+            json.dumps(
+                {"id": f"b{i}", "category": "benign", "prompt": f"Write a poem {i}.", "reply": reply, "text": f"x\n####\n{reply}"}
+            )
+        )
     (dataset / "train.jsonl").write_text("\n".join(lines) + "\n")
     overrides = [
         "reward.train_source=dataset",
@@ -55,19 +63,24 @@ def trained(ray_local, tmp_path_factory):
     return root, overrides, result.output
 
 
-def test_reward_train_writes_seven_models_and_a_report(trained) -> None:
+def test_reward_train_writes_eight_models_and_a_report(trained) -> None:
     from hair_ray.models.reward_model import load_reward_model, read_metadata
 
     root, _, output = trained
     models = root / "models"
     report = json.loads((models / "report.json").read_text())
-    assert set(report["categories"]) == set(CATEGORY_NAMES)
+    assert set(report["categories"]) == set(ALL_CATEGORY_NAMES)
     assert [r["round"] for r in report["rounds"]] == [1, 2]
-    for category in CATEGORY_NAMES:
+    for category in ALL_CATEGORY_NAMES:
         result = report["categories"][category]
         # 2 training prompts × 2 negatives; 1 held-out prompt × 2 negatives (tiny text never
-        # equals a demonstration, so nothing is dropped)
-        assert (result["pairs_train"], result["pairs_heldout"], result["dropped_equal_to_demo"]) == (4, 2, 0)
+        # equals a demonstration, so nothing is dropped); benign prompts have 2 refusals more
+        per_prompt = 4 if category == "benign" else 2
+        assert (result["pairs_train"], result["pairs_heldout"], result["dropped_equal_to_demo"]) == (
+            2 * per_prompt,
+            per_prompt,
+            0,
+        )
         assert len(result["train_loss_curve"]) == 1  # 1 epoch of one batch of 4 pairs (batch 8)
         assert 0.0 <= result["heldout"]["accuracy"] <= 1.0
         assert category in output
@@ -79,7 +92,7 @@ def test_reward_train_writes_seven_models_and_a_report(trained) -> None:
     load_reward_model(models / "insult", category="insult", backbone="tiny:qwen2")
     for round_index in (1, 2):
         lines = (models / f"negatives_round{round_index}.jsonl").read_text().splitlines()
-        assert len(lines) == 7 * 3 * 2
+        assert len(lines) == 7 * 3 * 2 + 3 * (2 + 2)
     first, second = ((models / f"negatives_round{i}.jsonl").read_text() for i in (1, 2))
     assert first != second, "each round re-samples its negatives"
     assert not list(models.glob(".*")) and not list(root.glob(".models*")), "no staging folders left behind"
@@ -118,7 +131,7 @@ def test_broken_training_records_name_the_file_and_line(tmp_path) -> None:
     with pytest.raises(TrainingDataError, match=r"train.jsonl:3: invalid JSON"):
         read_jsonl_records(path)
     path.write_text(good + "\n" + json.dumps({"id": "b", "category": "weather", "prompt": "p", "text": "t"}) + "\n")
-    with pytest.raises(TrainingDataError, match=r"train.jsonl:2: category 'weather' is not one of the seven"):
+    with pytest.raises(TrainingDataError, match=r"train.jsonl:2: category 'weather' is not one of insult"):
         read_jsonl_records(path)
     path.write_text(good.replace('"prompt": "p", ', "") + "\n")
     with pytest.raises(TrainingDataError, match=r"train.jsonl:1: record lacks prompt"):
@@ -194,3 +207,26 @@ def test_real_data_en_reads_every_reply_or_counts_it() -> None:
     assert len(items) + sum(dropped.values()) == 939 * 6
     assert {i.category for i in items} == set(CATEGORY_NAMES)
     assert len({i.prompt_id for i in items}) > 900
+
+
+def test_stage_c_serves_the_benign_model_beside_the_seven(trained, ray_local) -> None:
+    """With benign prompts in the data, one colocated worker hosts eight models and routes a
+    benign sample to the benign model (the score equals that model's own score)."""
+    from hair_ray.models.reward_model import load_reward_model, score_pairs
+    from hair_ray.train.reward_router import start_reward_workers
+
+    root, overrides, _ = trained
+    reward = load_config(TINY_JOB, [*overrides, "reward.colocate=true"]).reward
+    router = start_reward_workers(reward, benign=True, num_cpus=0.1)
+    try:
+        assert sorted(router.wait_ready()) == sorted(ALL_CATEGORY_NAMES)
+        got = router.score(["Write a poem.", "Insult my boss."], ["The sea is wide.", "No."], ["benign", "insult"])
+        loaded = load_reward_model(root / "models" / "benign", category="benign", backbone="tiny:qwen2")
+        length = loaded.metadata.max_length_tokens
+        own = score_pairs(loaded.model, loaded.tokenizer, ["Write a poem."], ["The sea is wide."], max_length_tokens=length)
+        assert got[0] == pytest.approx(own[0], abs=1e-5)
+        scored = ray_local.get(router.actors[0].info.remote())["scored"]
+        assert {c: n for c, n in scored.items() if n} == {"benign": 1, "insult": 1}
+    finally:
+        for actor in router.actors:
+            ray_local.kill(actor, no_restart=True)
