@@ -1,5 +1,5 @@
 # The two commands: `make demo` (set up, run the main job) and `make test` (set up, run the tests).
-.PHONY: setup lint test demo experiment clean-venv
+.PHONY: setup lint test test-fast demo experiment clean-venv
 
 setup:
 	bash scripts/setup.sh
@@ -12,6 +12,10 @@ lint: setup
 
 test: setup
 	bash scripts/test.sh
+
+# The suite without the `slow` tests (real engines, whole runs): a few minutes, for the edit loop.
+test-fast: setup
+	bash scripts/test.sh --fast
 
 demo: setup
 	bash scripts/demo.sh $(ARGS)

@@ -178,8 +178,9 @@ class TeacherConfig(Section):
     base_url: str | None = None  # e.g. http://127.0.0.1:8000/v1
     api_key_env: str = "HAIR_RAY_TEACHER_API_KEY"  # the key is read from this variable, never logged
     max_concurrency: int = Field(8, ge=1)  # requests in flight at once
-    max_retries: int = Field(3, ge=0)  # per request, on timeouts, 429 and 5xx
-    retry_backoff_s: float = Field(1.0, ge=0)  # first wait; doubles on each retry
+    # Per request, on timeouts, connection errors, 408/409/429 and 5xx: the openai client's
+    # retries, with its backoff (0.5 s doubling, at most 8 s, Retry-After honoured).
+    max_retries: int = Field(3, ge=0)
     timeout_s: float = Field(60.0, gt=0)  # per request
     # vllm (Ray Data map_batches over an actor pool, one engine per actor)
     num_engines: int = Field(1, ge=1)

@@ -238,10 +238,14 @@ def aggregate_loss(
 
 
 class LossOutput(NamedTuple):
-    loss: Tensor  # scalar, differentiable
+    loss: Tensor  # scalar, differentiable: this batch's share of the global mean (the reported loss)
     policy_loss: Tensor  # detached, aggregated like `loss` (so loss = policy_loss + β·KL term)
     kl: Tensor  # detached, masked token-mean of the KL estimate over this batch (0 if no ref)
     clip_fraction: Tensor  # detached, fraction of valid tokens where the clip is active
+    # Differentiable: what a data-parallel rank backpropagates, loss × data_parallel_size. The
+    # gradient all-reduce averages over the ranks, while the global denominators have already
+    # made every rank's loss a share of one mean: the sum of the shares is wanted, not their mean.
+    backward_loss: Tensor
 
 
 def grpo_loss(
@@ -258,12 +262,15 @@ def grpo_loss(
     loss_agg: LossAgg = "token-mean",
     num_tokens: float | Tensor | None = None,
     num_sequences: float | Tensor | None = None,
+    data_parallel_size: int = 1,
 ) -> LossOutput:
     """GRPO / GRPO-S loss (docs/architecture.md §1, stage C step 6), per token t of response i:
 
         L = − [ min(ρ A_i, clip(ρ, 1 − ε_low, 1 + ε_high) A_i) − β · KL_k(π_θ ‖ π_ref) ]
 
-    aggregated by ``loss_agg``. The KL term is skipped when ``kl_coef == 0`` or ``ref_logp`` is
+    aggregated by ``loss_agg`` over the global ``num_tokens`` (``num_sequences``) of all
+    micro-batches and ``data_parallel_size`` ranks, so the gradient does not depend on how the
+    batch was split (``backward_loss``). The KL term is skipped when ``kl_coef == 0`` or ``ref_logp`` is
     None; when a reference is given the KL metric is still reported (monitoring plain GRPO).
     Metrics are detached 0-dim tensors (no .item(): no device sync in the learner's hot loop).
     """
@@ -281,11 +288,13 @@ def grpo_loss(
         if kl_coef != 0:
             per_token = policy_term + kl_coef * kl_tok
     clip_fraction = masked_mean(clipped.to(objective.dtype), mask)
+    loss = agg(per_token)
     return LossOutput(
-        loss=agg(per_token),
+        loss=loss,
         policy_loss=agg(policy_term).detach(),
         kl=kl_metric,
         clip_fraction=clip_fraction.detach(),
+        backward_loss=loss * data_parallel_size,
     )
 
 

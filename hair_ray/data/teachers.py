@@ -18,12 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import random
 import re
-import socket
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass
@@ -372,10 +367,9 @@ class VLLMTeacher:
 
 
 class _CallError(Exception):
-    def __init__(self, reason: str, retry: bool, detail: str = "") -> None:
+    def __init__(self, reason: str, detail: str = "") -> None:
         super().__init__(f"{reason}: {detail}" if detail else reason)
         self.reason = reason
-        self.retry = retry
 
 
 # Statuses that refuse every request alike: unauthorised, forbidden, no such endpoint or model.
@@ -383,66 +377,67 @@ REFUSING_STATUSES = (401, 403, 404)
 
 
 class HttpTeacher:
-    """Chat completions against `{base_url}/chat/completions`, `max_concurrency` at a time.
+    """Chat completions against `{base_url}/chat/completions` (the openai client), at most
+    `max_concurrency` at a time.
 
-    Timeouts, connection errors, 429 and 5xx are retried up to `max_retries` times with
-    exponential backoff (plus jitter); other 4xx and malformed bodies are not. After the retries
-    a failure is a counted reject for that prompt, except that `unreachable_after` consecutive
-    connection failures end the run with TeacherUnavailable (finished results are kept), and so
-    does the first 401, 403 or 404: every other prompt would be refused the same way.
+    The client retries timeouts, connection errors, 408, 409, 429 and 5xx up to `max_retries`
+    times (exponential backoff from 0.5 s with jitter, at most 8 s, `Retry-After` honoured);
+    other 4xx and malformed bodies are not retried. After the retries a failure is a counted
+    reject for that prompt, except that `unreachable_after` consecutive connection failures end
+    the run with TeacherUnavailable (finished results are kept), and so does the first 401, 403
+    or 404: every other prompt would be refused the same way.
     """
 
     resumable = True
 
     def __init__(self, cfg: TeacherConfig, *, unreachable_after: int | None = None) -> None:
+        import openai
+
         assert cfg.model is not None and cfg.base_url is not None  # the config validator guarantees it
         self.name = "http"
         self.cfg = cfg
         self.url = cfg.base_url.rstrip("/") + "/chat/completions"
         self._api_key = os.environ.get(cfg.api_key_env) or None  # never logged or reported
+        self._client = openai.OpenAI(
+            base_url=cfg.base_url.rstrip("/"),
+            api_key=self._api_key or "EMPTY",  # local servers without --api-key accept anything
+            timeout=cfg.timeout_s,
+            max_retries=cfg.max_retries,
+        )
         self.unreachable_after = unreachable_after or max(8, 2 * cfg.max_concurrency)
         self._consecutive_unreachable = 0
         self._refused: int | None = None  # an HTTP status that refuses every request (auth, URL)
 
     def _post(self, body: dict[str, Any]) -> str:
-        headers = {"Content-Type": "application/json"}
-        if self._api_key:
-            headers["Authorization"] = f"Bearer {self._api_key}"
-        request = urllib.request.Request(self.url, data=json.dumps(body).encode(), headers=headers, method="POST")
+        """One chat completion, the client's retries included; a failure as a reject reason."""
+        import openai
+
         try:
-            with urllib.request.urlopen(request, timeout=self.cfg.timeout_s) as response:
-                payload = response.read()
-        except urllib.error.HTTPError as err:
-            code = err.code
-            if code in REFUSING_STATUSES:
-                self._refused = code
-            raise _CallError(f"http_{code}", retry=code == 429 or code >= 500) from None
-        except TimeoutError:
-            raise _CallError("timeout", retry=True) from None
-        except urllib.error.URLError as err:
-            if isinstance(err.reason, (TimeoutError, socket.timeout)):
-                raise _CallError("timeout", retry=True) from None
-            raise _CallError("connection_error", retry=True, detail=str(err.reason)) from None
-        except (ConnectionError, OSError) as err:
-            raise _CallError("connection_error", retry=True, detail=type(err).__name__) from None
+            completion = self._client.chat.completions.create(**body)
+        except openai.APITimeoutError:
+            raise _CallError("timeout") from None
+        except openai.APIConnectionError as err:
+            raise _CallError("connection_error", detail=str(err.__cause__ or err)) from None
+        except openai.APIStatusError as err:
+            if err.status_code in REFUSING_STATUSES:
+                self._refused = err.status_code
+            raise _CallError(f"http_{err.status_code}") from None
+        except json.JSONDecodeError:  # a 200 whose body is not JSON (a proxy's error page)
+            raise _CallError("bad_response") from None
         try:
-            return json.loads(payload)["choices"][0]["message"]["content"] or ""
-        except (ValueError, KeyError, IndexError, TypeError):
-            raise _CallError("bad_response", retry=False) from None
+            return completion.choices[0].message.content or ""
+        except (AttributeError, IndexError, TypeError):  # JSON, but not a chat completion
+            raise _CallError("bad_response") from None
 
     def _call(self, body: dict[str, Any]) -> str:
-        for retry in range(self.cfg.max_retries + 1):
-            try:
-                text = self._post(body)
-                self._consecutive_unreachable = 0
-                return text
-            except _CallError as err:
-                if not err.retry or retry == self.cfg.max_retries:
-                    if err.reason == "connection_error":
-                        self._consecutive_unreachable += 1
-                    raise
-                time.sleep(self.cfg.retry_backoff_s * 2**retry * (1 + 0.25 * random.random()))
-        raise AssertionError("unreachable")
+        try:
+            text = self._post(body)
+        except _CallError as err:
+            if err.reason == "connection_error":
+                self._consecutive_unreachable += 1
+            raise
+        self._consecutive_unreachable = 0
+        return text
 
     def _one(self, request: TeacherRequest, validate: Validator) -> TeacherReply:
         assert self.cfg.model is not None

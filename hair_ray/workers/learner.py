@@ -264,10 +264,10 @@ class LearnerWorker:
                         loss_agg=self.algo.loss_agg,
                         num_tokens=num_tokens,
                         num_sequences=num_sequences,
+                        data_parallel_size=self.world_size,
                     )
-                    # DeepSpeed averages gradients over ranks; the loss is already a global
-                    # mean, so undo that average. GAS scaling is off for the same reason.
-                    self.engine.backward(out.loss * self.world_size, scale_wrt_gas=False)
+                    # The loss is already a share of the global mean: no GAS scaling either.
+                    self.engine.backward(out.backward_loss, scale_wrt_gas=False)
                     self._step()
                     for key, value in (
                         ("loss", out.loss),

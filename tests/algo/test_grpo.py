@@ -379,3 +379,13 @@ def test_token_logprobs_gradient_is_onehot_minus_softmax() -> None:
     logits = torch.tensor([[[0.0, math.log(3.0)]]], requires_grad=True)
     token_logprobs(logits, torch.tensor([[1]])).sum().backward()
     close(logits.grad, [[[-0.25, 0.25]]])
+
+
+def test_grpo_loss_backward_share_of_a_data_parallel_rank() -> None:
+    # Two ranks, 6 tokens in all, this rank's 3 tokens: its share of the mean is −0.1945012501;
+    # the all-reduce averages the two ranks' gradients, so each backpropagates twice its share.
+    out = grpo_loss(**_loss_inputs(), num_tokens=6, data_parallel_size=2)
+    close(out.loss, -0.1945012501, atol=1e-9)
+    close(out.backward_loss, -0.3890025002, atol=1e-9)
+    assert out.backward_loss.requires_grad
+    close(grpo_loss(**_loss_inputs()).backward_loss, grpo_loss(**_loss_inputs()).loss)

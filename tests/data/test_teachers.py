@@ -238,7 +238,7 @@ def http_config(tmp_path, url: str, *extra: str, name: str = "out"):
     # timeout would change the counts. Only the SLOW test sets a short one.
     teacher = (
         f"data.teacher={{backend: http, base_url: '{url}', model: {{name_or_path: stub}}, attempts_per_prompt: 2, "
-        "max_retries: 1, retry_backoff_s: 0.01, timeout_s: 30, max_concurrency: 4}"
+        "max_retries: 1, timeout_s: 30, max_concurrency: 4}"
     )
     return load_config(None, [f"data.dataset_dir={tmp_path / name}", teacher, *extra]).data
 
@@ -437,7 +437,7 @@ def test_http_teacher_against_a_real_vllm_server(tmp_path):
                 f"data.dataset_dir={tmp_path / 'out'}",
                 "data.prompts_per_category=1",
                 f"data.teacher={{backend: http, fallback: import, base_url: '{url}', model: {{name_or_path: tiny}}, "
-                "max_new_tokens: 32, attempts_per_prompt: 2, timeout_s: 300, max_retries: 1, retry_backoff_s: 0.1}",
+                "max_new_tokens: 32, attempts_per_prompt: 2, timeout_s: 300, max_retries: 1}",
             ],
         ).data
         report = build_dataset(cfg).report
