@@ -238,9 +238,9 @@ def start_learner(config, num_gpus: float):
     ray.get(
         learner.init.remote(
             master,
-            config.policy.model_dump(),
-            config.learner.model_dump(),
-            config.algo.model_dump(),
+            config.policy,
+            config.learner,
+            config.algo,
             seed=0,
             optimizer_steps_total=10,
         )

@@ -35,7 +35,7 @@ def start_engines(
         for i in range(num_engines)
     ]
     try:
-        ray.get([w.version.remote() for w in workers], timeout=timeout_s)
+        ray.get([w.version.remote() for w in workers], timeout=timeout_s)  # type: ignore[union-attr]  # actor methods
     except Exception:
         stop_engines(workers)
         raise

@@ -127,6 +127,7 @@ class Evaluator:
     def _shadow_rewards(self, rows: list[dict[str, Any]]) -> list[float]:
         """The category's shadow reward model scores each response; a prompt whose category is
         not one of the seven (other benchmarks' taxonomies) gets the mean of all seven."""
+        assert self.rewards is not None  # the caller checks
         prompts = [r["prompt"] for r in rows]
         responses = [r["response"] for r in rows]
         known = [r["category"] if r["category"] in CATEGORY_NAMES else None for r in rows]

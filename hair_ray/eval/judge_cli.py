@@ -52,7 +52,7 @@ def validation_table(metrics: dict[str, Any], models: list[str], title: str):
         ("recall", "right"),
         ("acc034", "right"),
     ):
-        table.add_column(name, justify=justify)
+        table.add_column(name, justify=justify)  # type: ignore[arg-type]
     main, alt = metrics["main"], metrics["alt_034"]
     for judge in main:
         for model in [*models, "pooled"]:

@@ -52,8 +52,11 @@ def _run_folder(run_dir: Path) -> str:
         raise PolicyError(f"run folder {run_dir} has no complete checkpoint and no export to evaluate")
     latest = checkpoints[-1] if checkpoints else None
     exported = {int(p.name.removeprefix("step-")): p for p in exports if p.name.removeprefix("step-").isdigit()}
-    if latest is None or checkpoint_step(latest) in exported:
-        return _model_folder(exported[max(exported)] if latest is None else exported[checkpoint_step(latest)])
+    if latest is None:
+        return _model_folder(exported[max(exported)])
+    latest_step = checkpoint_step(latest)
+    if latest_step in exported:
+        return _model_folder(exported[latest_step])
     from hair_ray.config import load_config
     from hair_ray.train.export import export_checkpoint
 

@@ -47,7 +47,8 @@ class TrainingEvaluation:
         )
 
     def due(self, step: int) -> bool:
-        return step == 0 or step % self.every == 0 or step == self.config.algo.total_steps
+        every = self.every or self.config.algo.total_steps  # built only when eval.every_steps is set
+        return step == 0 or step % every == 0 or step == self.config.algo.total_steps
 
     def run(self, step: int, workers: list, tokenizer, rewards: Any | None = None) -> dict[str, float]:
         self.evaluator.rewards = rewards

@@ -48,7 +48,7 @@ def read_do_not_answer_replies(
     path: str | Path, *, mapping_fit: str = "approx", max_rows: int | None = None
 ) -> tuple[list[EvalItem], Counter]:
     """All labelled replies of data_en.csv with their prompt's category; drops counted by reason."""
-    from hair_ray.data.do_not_answer import lookup
+    from hair_ray.data.do_not_answer import Unmapped, lookup
 
     path = Path(path)
     if not path.is_file():
@@ -69,7 +69,7 @@ def read_do_not_answer_replies(
             if max_rows is not None and row_index >= max_rows:
                 break
             match = lookup(row["types_of_harm"] or "", row["specific_harms"] or "")
-            if not hasattr(match, "category"):
+            if isinstance(match, Unmapped):
                 dropped[f"unmapped:{match.reason}"] += len(models)
                 continue
             if mapping_fit == "good" and match.fit == "approx":
@@ -155,14 +155,14 @@ def _by_source_model(items: list[EvalItem], scores: list[float]) -> dict[str, An
         z[idx] = (values - values.mean()) / (std if std > 0 else 1.0)
     out = {}
     for model in sorted({i.model for i in items}):
-        idx = [k for k, i in enumerate(items) if i.model == model]
-        harmless = torch.tensor([not items[k].harmful for k in idx])
-        area = float(auroc(z[idx], harmless))
+        rows = [k for k, i in enumerate(items) if i.model == model]
+        harmless = torch.tensor([not items[k].harmful for k in rows])
+        area = float(auroc(z[rows], harmless))
         out[model] = {
-            "replies": len(idx),
+            "replies": len(rows),
             "harmful_replies": int((~harmless).sum()),
             "auroc_within_model": None if math.isnan(area) else area,
-            "mean_z_score": float(z[idx].mean()),
+            "mean_z_score": float(z[rows].mean()),
         }
     return out
 

@@ -265,5 +265,5 @@ def sample_negatives_in_ray(
     options: dict[str, Any] = {"num_cpus": num_cpus, "num_gpus": num_gpus}
     if num_gpus > 0 or reward.irl.negatives_backend == "vllm":
         options["max_calls"] = 1
-    task = ray.remote(**options)(sample_negatives)
-    return ray.get(task.remote(records, policy, reward, rollout, seed=seed))
+    task = ray.remote(**options)(sample_negatives)  # type: ignore[arg-type]  # ray's stubs miss options+function
+    return ray.get(task.remote(records, policy, reward, rollout, seed=seed))  # type: ignore[call-arg]

@@ -64,8 +64,8 @@ def step_metrics(
     lengths = [len(s["token_ids"]) for s in samples]
     metrics["response_length/mean"] = fmean(lengths) if lengths else 0.0
     metrics["finish/length_fraction"] = fmean(s["finish_reason"] == "length" for s in samples) if samples else 0.0
-    refused = [float(flag) for flag in refused]
-    metrics["refusal/fraction"] = fmean(refused) if refused else 0.0
+    refusals = [float(flag) for flag in refused]
+    metrics["refusal/fraction"] = fmean(refusals) if refusals else 0.0
     versions = [s.get("weights_version", weights_version) for s in samples]
     metrics["rollout/weights_version"] = float(min(versions, default=weights_version))
     # How many updates behind the freshest weights the batch was generated (async mode: 1).

@@ -203,7 +203,7 @@ def summary_tables(records: list[Record]) -> tuple[Table, Table]:
         (f"last (step {last['step']})", "right"),
         ("Δ", "right"),
     ):
-        curves.add_column(column, justify=justify, no_wrap=True)
+        curves.add_column(column, justify=justify, no_wrap=True)  # type: ignore[arg-type]
     rows: list[tuple[str, tuple[str, ...] | str]] = [("reward mean", REWARD_MEAN)]
     rows += [(f"  reward {c}", REWARD_MEAN_PREFIX + c) for c in categories(records)]
     rows += [

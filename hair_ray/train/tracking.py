@@ -245,7 +245,7 @@ class Tracker:
             id=run_id,
             resume="allow",
             dir=str(wandb_dir),
-            mode=self.wandb_mode,
+            mode=self.wandb_mode,  # type: ignore[arg-type]  # validated by TrackingConfig
             tags=list(self.cfg.tags) or None,
             config=config.model_dump(mode="json", by_alias=True),
             # The driver's console is the Ray job log already; wandb wrapping it fights rich.

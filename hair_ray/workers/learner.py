@@ -81,9 +81,9 @@ class LearnerWorker:
     def init(
         self,
         master: tuple[str, int],
-        policy: dict,
-        learner: dict,
-        algo: dict,
+        policy: ModelSpec,
+        learner: LearnerConfig,
+        algo: AlgoConfig,
         *,
         seed: int,
         optimizer_steps_total: int,
@@ -92,9 +92,8 @@ class LearnerWorker:
 
         from hair_ray.models.loading import load_causal_lm, load_tokenizer
 
-        self.policy_spec = ModelSpec.model_validate(policy)
-        self.learner_cfg = LearnerConfig.model_validate(learner)
-        self.algo = AlgoConfig.model_validate(algo)
+        # Each its own config section, as validated on the driver (pydantic models pickle whole).
+        self.policy_spec, self.learner_cfg, self.algo = policy, learner, algo
         self.on_gpu = torch.cuda.is_available()
         if not self.on_gpu and self.learner_cfg.cpu_threads:
             torch.set_num_threads(self.learner_cfg.cpu_threads)
@@ -413,9 +412,9 @@ def start_learner_group(
     inits = [
         actor.init.remote(
             master,
-            config.policy.model_dump(),
-            learner.model_dump(),
-            config.algo.model_dump(),
+            config.policy,
+            learner,
+            config.algo,
             seed=config.seed,
             optimizer_steps_total=optimizer_steps_total,
         )

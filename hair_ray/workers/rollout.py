@@ -167,6 +167,7 @@ class RolloutWorker:
         """Log-prob of each continuation token given its prompt and the tokens before it (the
         usefulness metric: how likely the policy finds a reference answer)."""
         sequences = [list(p) + list(c) for p, c in zip(prompt_ids, continuation_ids, strict=True)]
+        per_token: list[list[float | None]]
         if self.backend == "vllm":
             from hair_ray.models.vllm_engine import token_logprobs
 
@@ -177,8 +178,9 @@ class RolloutWorker:
                 input_ids = torch.tensor([ids], device=self.engine.device)
                 logits = self.engine(input_ids).logits.float()
                 picked = torch.log_softmax(logits[0, :-1], dim=-1).gather(-1, input_ids[0, 1:, None])[:, 0]
-                per_token.append([None, *picked.tolist()])
-        return [row[len(p) :] for row, p in zip(per_token, prompt_ids, strict=True)]
+                per_token.append([None, *picked.tolist()])  # the first token has no log-prob
+        # The prompt's positions (the first one has no log-prob) are cut: every kept one is a float.
+        return [row[len(p) :] for row, p in zip(per_token, prompt_ids, strict=True)]  # type: ignore[misc]
 
     def load_weights(self, buckets: list[dict[str, torch.Tensor]], version: int) -> tuple[int, int]:
         """Take new weights (a list of {name: tensor} buckets); returns (tensors, bytes)."""

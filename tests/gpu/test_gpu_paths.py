@@ -142,9 +142,9 @@ def pair(ray_gpu, tiny):
     ray_gpu.get(
         learner.init.remote(
             master,
-            config.policy.model_dump(),
-            config.learner.model_dump(),
-            config.algo.model_dump(),
+            config.policy,
+            config.learner,
+            config.algo,
             seed=0,
             optimizer_steps_total=10,
         ),

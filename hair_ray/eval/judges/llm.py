@@ -257,7 +257,7 @@ class LLMJudge:
             finally:
                 for future in futures:
                     future.cancel()  # a no-op for the finished and the running
-        errors = [f.exception() for f in futures if not f.cancelled() and f.exception() is not None]
+        errors = [e for f in futures if not f.cancelled() and (e := f.exception()) is not None]
         failures = [e for e in errors if not isinstance(e, _Stopped)]
         if failures:
             raise failures[0]
@@ -330,7 +330,10 @@ class LLMJudge:
             self.requests += 1
         try:
             completion = self._client.chat.completions.create(
-                model=cfg.model, messages=messages, max_tokens=cfg.max_tokens, temperature=cfg.temperature
+                model=str(cfg.model),  # checked in __init__
+                messages=messages,  # type: ignore[arg-type]  # plain role/content dicts, as the API takes them
+                max_tokens=cfg.max_tokens,
+                temperature=cfg.temperature,
             )
         except openai.APIConnectionError as exc:  # includes APITimeoutError, after the client's retries
             raise JudgeUnavailable(self._unreachable_message(exc)) from None
