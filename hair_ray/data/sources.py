@@ -154,6 +154,15 @@ class _Reader:
         log.warning("source %s: %s not found; reading the hub dataset %s", self.cfg.source_name, path, hub)
         return None
 
+    def table(self) -> tuple[list[str] | None, Iterator[tuple[str, dict]], str]:
+        """(header or None, rows, where) of the local file, else of the hub dataset."""
+        path = self.local_file()
+        if path is not None:
+            header, rows = read_table(path, self.cfg.format, self.drops)
+            return header, rows, str(path)
+        header, rows = _hub_rows(self)
+        return header, rows, self.location
+
     def more(self) -> bool:
         """Count one raw row; False once max_rows have been read."""
         if self.cfg.max_rows is not None and self.rows_read >= self.cfg.max_rows:
@@ -338,13 +347,7 @@ def parse_harmful(value: Any) -> bool:
 def _load_do_not_answer(reader: _Reader) -> None:
     cfg = reader.cfg
     prompt_column = cfg.prompt_column or "question"
-    path = reader.local_file()
-    if path is not None:
-        header, rows = read_table(path, cfg.format, reader.drops)
-        where = str(path)
-    else:
-        header, rows = _hub_rows(reader)
-        where = reader.location
+    header, rows, where = reader.table()
     if header is None:
         header = []
         rows = _peek_columns(rows, header)
@@ -437,13 +440,7 @@ def _load_safety_prompts(reader: _Reader) -> None:
 def _load_table(reader: _Reader) -> None:
     cfg = reader.cfg
     prompt_column = cfg.prompt_column or "prompt"
-    path = reader.local_file()
-    if path is not None:
-        header, rows = read_table(path, cfg.format, reader.drops)
-        where = str(path)
-    else:
-        header, rows = _hub_rows(reader)
-        where = reader.location
+    header, rows, where = reader.table()
     needed = [c for c in (prompt_column, cfg.category_column, cfg.id_column, cfg.response_column) if c]
     if header is not None:  # CSV and hub tables: a missing column is a config error up front
         require_columns(where, header, needed)
