@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from hair_ray.categories import CATEGORY_NAMES, Category
+from hair_ray.categories import CATEGORIES, CATEGORY_NAMES, Category
 from hair_ray.data.cod import (
     MAX_DRAFT_WORDS,
     RECORD_KEYS,
@@ -105,7 +105,7 @@ def test_mental_health_replies_point_to_help():
             assert any(m in r["reply"].lower() for m in markers), r["id"]
 
 
-@pytest.mark.parametrize("category", list(Category))
+@pytest.mark.parametrize("category", CATEGORIES)
 def test_teacher_messages_for_seed_prompts(category):
     record = next(r for r in RECORDS if r["category"] == category.value)
     messages = build_teacher_messages(record["prompt"], category)
