@@ -2,7 +2,7 @@
 # The alignment recipe (jobs/align_smollm2_cpu.yaml): does HAIR make SmolLM2-135M-Instruct safer
 # than plain GRPO does, without making it useless? About an hour on a 2-core CPU machine.
 #   A. stage-A dataset from Do-Not-Answer
-#   B. seven shadow reward models, then their agreement with Do-Not-Answer's human labels
+#   B. the shadow reward models (seven, and benign), then the seven's agreement with Do-Not-Answer's human labels
 #      (REWARD_DIR/eval_do_not_answer.json: stage C refuses models at chance)
 #   C. two arms from the same seed and budget: GRPO (hardness.enabled=false) and HAIR
 #   D. base, GRPO and HAIR side by side on held-out StrongREJECT, XSTest, the Do-Not-Answer test
@@ -33,7 +33,7 @@ OUT=$(dirname "$OUTPUT")/eval-seed$SEED
 SECONDS=0
 stage "A. dataset ($DATASET)"
 if [[ -f $DATASET/train.jsonl ]]; then echo "kept: $DATASET/train.jsonl"; else $HAIR data build "${COMMON[@]}"; fi
-stage "B. seven shadow reward models ($REWARD_DIR)"
+stage "B. shadow reward models, one a category ($REWARD_DIR)"
 if [[ -f $REWARD_DIR/report.json ]]; then echo "kept: $REWARD_DIR/report.json"; else $HAIR reward train "${COMMON[@]}"; fi
 if [[ ! -f $REWARD_DIR/eval_do_not_answer.json ]]; then
     $HAIR reward eval "${COMMON[@]}" --data-en "$DATA/do-not-answer/data_en.csv" --exclude-ids-from "$DATASET/train.jsonl"
