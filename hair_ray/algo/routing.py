@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Literal
 
-from hair_ray.categories import BENIGN, CATEGORY_NAMES
+from hair_ray.categories import CATEGORY_NAMES, with_benign
 
 Routing = Literal["category", "sum"]
 
@@ -28,7 +28,7 @@ def served_categories(routing: Routing, sum_weights: Mapping[str, float] | None,
     the dataset has benign prompts; under `sum` routing the weighted ones."""
     if routing == "sum":
         return list(sum_routing_weights(sum_weights))
-    return [*CATEGORY_NAMES, BENIGN] if benign else list(CATEGORY_NAMES)
+    return [category.value for category in with_benign(benign)]
 
 
 def routing_plan(

@@ -197,7 +197,7 @@ def judge(reply: TeacherReply, row: PromptRow) -> tuple[dict[str, Any] | None, l
         if attempt.text is None:
             failed.append([attempt.error or "no_output"])
             continue
-        demo, reasons = validate_raw(attempt.text, refusal=row.category is not Category.BENIGN)
+        demo, reasons = validate_raw(attempt.text, refusal=must_refuse(row.category.value))
         if demo is not None and not reasons:
             record = make_record(id=row.id, source=row.source, category=row.category, prompt=row.prompt, demo=demo)
             return record, failed
@@ -213,8 +213,13 @@ def _transient(failed: list[list[str]]) -> bool:
     return bool(failed) and all(set(reasons) <= TRANSIENT_REASONS for reasons in failed)
 
 
+def must_refuse(category: str) -> bool:
+    """A demonstration of the seven harm categories refuses; a benign one answers."""
+    return category != Category.BENIGN.value
+
+
 def _validate(text: str, category: str) -> list[str]:
-    return validate_raw(text, refusal=category != Category.BENIGN.value)[1]
+    return validate_raw(text, refusal=must_refuse(category))[1]
 
 
 def interleave(pools: dict[Category, list[PromptRow]]) -> Iterator[PromptRow]:
