@@ -1,5 +1,5 @@
 # The two commands: `make demo` (set up, run the main job) and `make test` (set up, run the tests).
-.PHONY: setup lint test test-fast demo experiment clean-venv
+.PHONY: setup lint test test-fast demo experiment bench clean-venv
 
 setup:
 	bash scripts/setup.sh
@@ -23,6 +23,12 @@ demo: setup
 # The alignment recipe, about an hour: `make experiment DATA=/path/to/data [SEED=1]`.
 experiment: setup
 	bash scripts/experiment.sh $(ARGS)
+
+# The rollout/learner split beside bare baselines and TRL's GRPOTrainer, ~10 min on 2 cores:
+# `make bench [ARGS="--steps 5"]` (benchmarks/README.md).
+bench: setup
+	HF_HUB_OFFLINE=1 WANDB_MODE=disabled TOKENIZERS_PARALLELISM=false .venv/bin/hair-ray bench \
+		--config jobs/bench_smollm2_cpu.yaml --peer trl --out benchmarks/results/split_cpu $(ARGS)
 
 clean-venv:
 	rm -rf .venv .venv-clip

@@ -174,5 +174,45 @@ def report(
     build_report(run_dir, out)
 
 
+@app.command("bench")
+@cli_errors
+def bench(
+    config: ConfigOption = None,
+    overrides: Overrides = None,
+    steps: Annotated[int, typer.Option("--steps", help="Measured steps (after the warm-up).")] = 3,
+    warmup: Annotated[int, typer.Option("--warmup", help="Steps run first and not measured.")] = 1,
+    peer: Annotated[
+        str | None, typer.Option("--peer", help="trl: TRL's GRPOTrainer on the same workload (the bench extra).")
+    ] = None,
+    variant: Annotated[
+        list[str] | None,
+        typer.Option("--variant", help="NAME=override[,override…]: the trainer again with these, e.g. async=rollout.async=true."),
+    ] = None,
+    repeats: Annotated[int, typer.Option("--repeats", help="Timed runs of each bare baseline (median).")] = 3,
+    out: Annotated[str, typer.Option("--out", "-o", help="Folder for bench.json, bench.png, workload.json.")] = "outputs/bench",
+) -> None:
+    """Time the rollout/learner split phase by phase beside bare baselines (and a peer trainer)."""
+    import logging
+    from pathlib import Path
+
+    from hair_ray.bench.run import BenchPlan, parse_variant, run_bench
+
+    if peer not in (None, "trl"):
+        raise typer.BadParameter(f"--peer must be trl, got {peer!r}")
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    quiet_engine_logs()
+    plan = BenchPlan(
+        config,
+        overrides or [],
+        warmup=warmup,
+        steps=steps,
+        peer=peer,
+        repeats=repeats,
+        out=Path(out),
+        variants=dict(parse_variant(text) for text in variant or []),
+    )
+    run_bench(plan)
+
+
 if __name__ == "__main__":
     app()

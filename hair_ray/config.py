@@ -338,6 +338,10 @@ class RolloutConfig(Section):
     max_restarts: int = Field(2, ge=0)  # a crashed worker restarts, is re-synced, and retried
     timeout_s: float = Field(600.0, gt=0)  # one generate call or weight sync; a hang is a bug
     sync_bucket_mib: float = Field(256.0, gt=0)  # weight-sync bucket: bounds peak memory
+    # How new weights reach the engines (hair_ray.workers.weight_sync): shared_memory (one /dev/shm
+    # file, learner rank 0 and every engine on the driver's node), object_store (any placement),
+    # auto (shared memory where the placement allows it).
+    weight_sync: Literal["auto", "object_store", "shared_memory"] = "auto"
 
 
 class HardnessConfig(Section):

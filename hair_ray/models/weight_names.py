@@ -27,3 +27,8 @@ def weights_that_travel(named: Iterable[tuple[str, T]], model_config: Any) -> li
 def full_numel(param: Any) -> int:
     """Elements of the whole parameter: ZeRO-3 leaves an empty placeholder and records the size."""
     return getattr(param, "ds_numel", param.numel())
+
+
+def full_shape(param: Any) -> tuple[int, ...]:
+    """Shape of the whole parameter (ZeRO-3 records it beside its empty placeholder)."""
+    return tuple(getattr(param, "ds_shape", param.shape))

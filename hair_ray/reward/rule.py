@@ -14,6 +14,12 @@ from typing import Any
 RewardFunction = Callable[[list[str], list[str], list[str]], list[float]]
 
 
+def length_reward(prompts: list[str], responses: list[str], categories: list[str]) -> list[float]:
+    """Longer is better: words / 32. What a throughput benchmark trains on (`hair-ray bench`),
+    free on the driver and the same function for a peer trainer."""
+    return [len(response.split()) / 32 for response in responses]
+
+
 def load_reward_function(path: str) -> RewardFunction:
     module_name, sep, attr = path.partition(":")
     if not sep or not module_name or not attr:

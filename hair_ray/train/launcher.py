@@ -107,6 +107,19 @@ def start_scorer(config: RunConfig, plan, groups, records: list[dict]):
     return scorer  # loading; `scorer.stats` answers once it is up
 
 
+def weight_sync_for(config: RunConfig, learner_rank_0, rollout_workers: list):
+    """`rollout.weight_sync`, with `auto` decided by where the actors landed."""
+    import ray
+
+    from hair_ray.workers.weight_sync import choose_weight_sync, create_weight_sync
+
+    nodes = ray.get([actor.node_id.remote() for actor in [learner_rank_0, *rollout_workers]], timeout=config.rollout.timeout_s)
+    kind = choose_weight_sync(config.rollout.weight_sync, ray.get_runtime_context().get_node_id(), nodes)
+    log.info("weight sync: %s (rollout.weight_sync=%s)", kind, config.rollout.weight_sync)
+    rollout = config.rollout
+    return create_weight_sync(kind, int(rollout.sync_bucket_mib * 2**20), rollout.timeout_s)
+
+
 def warn_if_alpha_m_is_constant(config: RunConfig) -> None:
     """With population variance no gap of a G-sample group lies further than (G − 1)·var from
     the group mean, so a relative τ ≥ G − 1 filters nothing and α^M is exactly 1."""
@@ -167,6 +180,7 @@ def train(config: RunConfig, *, overwrite: bool = False) -> dict[str, Any]:
     checkpoint = load_checkpoint(resume_from, config) if resume_from else None
 
     learners: LearnerGroup | None = None
+    rollout: RolloutGroup | None = None
     rollout_workers: list = []
     rewards: RewardSource | None = None
     scorer = None
@@ -192,7 +206,7 @@ def train(config: RunConfig, *, overwrite: bool = False) -> dict[str, Any]:
         rewards.wait_ready()
         if scorer is not None:
             ray.get(scorer.stats.remote(), timeout=config.rollout.timeout_s)
-        rollout = RolloutGroup(rollout_workers, config)
+        rollout = RolloutGroup(rollout_workers, config, sync=weight_sync_for(config, learner_actors[0], rollout_workers))
         trainer = Trainer(config, records, Actors(rollout, learners, rewards, scorer), tokenizer, refusal_judge=judge)
         if checkpoint is not None:
             learners.load(checkpoint.learner_dir)
@@ -234,6 +248,8 @@ def train(config: RunConfig, *, overwrite: bool = False) -> dict[str, Any]:
         with Tracker(config.run_dir, config, start_step=trainer.step, total_steps=config.algo.total_steps) as tracker:
             return trainer.fit(tracker.log, save_checkpoint, evaluate)
     finally:
+        if rollout is not None:
+            rollout.sync.close()
         if learners is not None:
             try:
                 learners.shutdown()

@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from hair_ray.workers.weight_sync import ObjectStoreWeightSync
+from hair_ray.workers.weight_sync import ObjectStoreWeightSync, SharedMemoryWeightSync
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +33,7 @@ class PendingGeneration:
 
 
 class RolloutGroup:
-    def __init__(self, workers: list, config, *, sync: ObjectStoreWeightSync | None = None):
+    def __init__(self, workers: list, config, *, sync: ObjectStoreWeightSync | SharedMemoryWeightSync | None = None):
         self.workers = workers
         self.config = config
         self.sync = sync or ObjectStoreWeightSync(

@@ -164,7 +164,7 @@ class Trainer:
             learner_metrics = self.actors.learners.update(samples_in, step)
         with timer("sync"):
             self.weights_version += 1
-            self.actors.rollout.sync_weights(self.actors.learners.actors, self.weights_version)
+            synced = self.actors.rollout.sync_weights(self.actors.learners.actors, self.weights_version)
         self.step = step
         # 6. what the step did
         refused = self._refused(owners, responses, timer)
@@ -181,6 +181,7 @@ class Trainer:
             weights_version=self.weights_version,
         )
         metrics["rollout/restarts"] = float(self.actors.rollout.restarts)
+        metrics["sync/bytes"] = float(synced.num_bytes)
         return metrics
 
     def _generate(self, step: int) -> tuple[list[dict], list[list[int]], list[dict]]:

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import os
 import socket
+import time
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -20,9 +22,10 @@ from hair_ray.algo.batching import micro_batches_per_mini_batch
 from hair_ray.algo.grpo import entropy_from_logits, grpo_loss, masked_mean, masked_sum, token_logprobs
 from hair_ray.algo.schedule import lr_factor
 from hair_ray.config import AlgoConfig, LearnerConfig, ModelSpec
-from hair_ray.models.weight_names import full_numel, weights_that_travel
+from hair_ray.models.weight_names import full_numel, full_shape, weights_that_travel
 from hair_ray.workers.batch import TrainBatch, collate, micro_batches
 from hair_ray.workers.memory import release_freed_memory
+from hair_ray.workers.weight_sync import SharedTensor, layout_bytes
 
 
 def free_port() -> int:
@@ -74,6 +77,7 @@ class LearnerWorker:
     def __init__(self, rank: int, world_size: int):
         self.rank, self.world_size = rank, world_size
         self.engine = None
+        self._shared: tuple[str, torch.Tensor] | None = None  # (path, mapped bytes) of the shared-memory sync
 
     def address(self) -> tuple[str, int]:
         return node_address()
@@ -206,6 +210,13 @@ class LearnerWorker:
         dist.all_reduce(tensor)
         return float(tensor.item())
 
+    def _global_max(self, values: list[float]) -> list[float]:
+        import torch.distributed as dist
+
+        tensor = torch.tensor(values, dtype=torch.float64, device=self.engine.device)
+        dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+        return tensor.tolist()
+
     def _reduce_metrics(self, sums: dict[str, float], count: int, windows: int) -> dict[str, float]:
         """Same numbers on every rank. A loss is the sum of its micro-batch shares of one global
         mean: summed over ranks, averaged over accumulation windows. Diagnostics are means over
@@ -232,7 +243,9 @@ class LearnerWorker:
         # single optimizer step, so every forward of it runs on exactly those weights: π_old is
         # that forward, detached (as TRL and verl do), and the separate pass is skipped.
         on_policy = self.algo.epochs_per_step == 1 and self._samples_per_mini_batch_per_rank() >= len(batch)
+        started = time.perf_counter()
         old_all, ref_all = self._frozen_logprobs(batch, with_old=not on_policy)
+        frozen_done = time.perf_counter()
         sums: dict[str, float] = {}
         count = windows = 0
         for _ in range(self.algo.epochs_per_step):
@@ -281,6 +294,12 @@ class LearnerWorker:
                 for _ in range(self.accumulation - len(parts)):
                     self._step()
         metrics = self._reduce_metrics(sums, count, windows)
+        # What `hair-ray bench` reads: seconds in the frozen passes (reference, and π_old when it
+        # is a pass of its own) and in the trained ones (forward, backward, optimizer), of the
+        # slowest rank (the one the step waits for), and the tokens one pass covers on all ranks.
+        frozen_s, policy_s = self._global_max([frozen_done - started, time.perf_counter() - frozen_done])
+        metrics["learner/seconds_frozen"], metrics["learner/seconds_policy"] = frozen_s, policy_s
+        metrics["learner/tokens"] = self._global_sum(float(batch.attention_mask.sum()))
         metrics["learner/lr"] = float(self.scheduler.get_last_lr()[0]) if self.scheduler else self.learner_cfg.learning_rate
         grad_norm = self.engine.get_global_grad_norm()
         if grad_norm is None:
@@ -316,21 +335,49 @@ class LearnerWorker:
 
     # -- weights out --------------------------------------------------------------------------
 
-    def export_weights(self, bucket_bytes: int) -> list[dict] | None:
-        """Full weights as CPU buckets on rank 0 (None elsewhere). Under ZeRO-3 every rank must
-        call this: gathering the shards is a collective."""
+    def _gathered_weights(self, bucket_bytes: int) -> Iterator[dict[str, torch.Tensor]]:
+        """The weights that travel, bucket by bucket, each whole while it is yielded. Under ZeRO-3
+        every rank must iterate: gathering the shards is a collective."""
         from hair_ray.workers.weight_sync import plan_buckets
 
         model = self.engine.module
         named = dict(weights_that_travel(model.named_parameters(), model.config))
         sizes = [(n, full_numel(p) * p.element_size()) for n, p in named.items()]
-        buckets: list[dict] = []
         for names in plan_buckets(sizes, bucket_bytes):
-            params = [named[n] for n in names]
-            with _gathered(params, self.learner_cfg.zero_stage):
-                if self.rank == 0:
-                    buckets.append({n: named[n].detach().to("cpu", copy=True).contiguous() for n in names})
+            with _gathered([named[n] for n in names], self.learner_cfg.zero_stage):
+                yield {n: named[n].detach() for n in names}
+
+    def export_weights(self, bucket_bytes: int) -> list[dict] | None:
+        """Full weights as CPU buckets on rank 0 (None elsewhere); every rank must call it."""
+        buckets = []
+        for bucket in self._gathered_weights(bucket_bytes):
+            if self.rank == 0:
+                buckets.append({n: t.to("cpu", copy=True).contiguous() for n, t in bucket.items()})
         return buckets if self.rank == 0 else None
+
+    def write_shared_weights(self, path: str, bucket_bytes: int) -> list[SharedTensor] | None:
+        """Copy the full weights into the shared-memory file `path` (rank 0; every rank must call
+        it) and return where each tensor lies in it: one memcpy a tensor, nothing serialised."""
+        from hair_ray.workers.weight_sync import map_shared, shared_layout, shared_views
+
+        model = self.engine.module
+        layout = shared_layout(
+            [(n, p.dtype, full_shape(p)) for n, p in weights_that_travel(model.named_parameters(), model.config)]
+        )
+        if self.rank == 0:
+            if self._shared is None or self._shared[0] != path:
+                self._shared = (path, map_shared(path, layout_bytes(layout)))
+            targets = dict(shared_views(self._shared[1], layout))
+        for bucket in self._gathered_weights(bucket_bytes):
+            if self.rank == 0:
+                for name, tensor in bucket.items():
+                    targets[name].copy_(tensor)
+        return layout if self.rank == 0 else None
+
+    def node_id(self) -> str:
+        import ray
+
+        return ray.get_runtime_context().get_node_id()
 
     def generate_greedy(self, prompt_token_ids: list[list[int]], max_new_tokens: int) -> list[list[int]]:
         """The learner's own greedy completions (to check a sync against). Rank 0 under ZeRO ≤ 2."""

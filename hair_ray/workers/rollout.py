@@ -20,8 +20,9 @@ Backend = Literal["vllm", "hf"]
 
 def _scratch_dir() -> str:
     # /dev/shm keeps the weight files in memory; fall back to the temp dir elsewhere.
-    base = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
-    return tempfile.mkdtemp(prefix="hair_ray_weights_", dir=base)
+    from hair_ray.workers.weight_sync import shm_dir
+
+    return tempfile.mkdtemp(prefix="hair_ray_weights_", dir=shm_dir())
 
 
 def engine_settings(config: Any, *, max_model_len: int) -> dict[str, Any]:
@@ -196,6 +197,28 @@ class RolloutWorker:
         self.weights_version = version
         release_freed_memory()  # the buckets are garbage now: keep the actor at its working size
         return num_tensors, num_bytes
+
+    def load_shared_weights(self, path: str, layout: list, version: int) -> tuple[int, int]:
+        """Take new weights from the shared-memory file `path` (`SharedMemoryWeightSync`);
+        returns (tensors, bytes)."""
+        from hair_ray.workers.weight_sync import SharedTensor, layout_bytes, map_shared, shared_views
+
+        layout = [SharedTensor(*entry) for entry in layout]
+        if self.backend == "vllm":
+            self.engine.collective_rpc("hair_ray_load_shared_weights", args=(path, layout))
+            self.engine.reset_prefix_cache()  # cached prefixes hold keys/values of the old weights
+        else:
+            views = dict(shared_views(map_shared(path, layout_bytes(layout)), layout))
+            missing_ok = self.engine.load_state_dict(views, strict=False)  # copies into the parameters
+            if missing_ok.unexpected_keys:
+                raise KeyError(f"weights the policy does not have: {missing_ok.unexpected_keys[:5]}")
+        self.weights_version = version
+        return len(layout), layout_bytes(layout)
+
+    def node_id(self) -> str:
+        import ray
+
+        return ray.get_runtime_context().get_node_id()
 
     def _load_into_vllm(self, buckets: list[dict[str, torch.Tensor]]) -> None:
         from safetensors.torch import save_file

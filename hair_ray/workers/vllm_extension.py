@@ -1,14 +1,16 @@
 """Methods mixed into every vLLM worker (`worker_extension_cls`) so the trainer can push weights.
 
 vLLM runs its model in worker processes the Ray actor does not own; `LLM.collective_rpc(name)`
-calls these methods there by name, which needs no insecure pickling of callables. Two ways in:
+calls these methods there by name, which needs no insecure pickling of callables. Three ways in:
 
-- files: the rollout actor writes buckets as safetensors files (in /dev/shm where it exists)
-  and the workers stream them into the model. CPU machines and the object-store fallback.
+- shared memory: the learner's rank 0 wrote every weight into one /dev/shm file; the workers
+  map it and reload from views of it (one machine).
+- files: the rollout actor writes the buckets it got from the object store as safetensors files
+  (in /dev/shm where it exists) and the workers stream them into the model (across nodes).
 - NCCL: the workers join a small process group with the learner's rank 0 and receive each
   tensor by broadcast (GPU, split placement), as OpenRLHF and verl do.
 
-Both end in vLLM's in-place `reload_weights`, which re-runs the per-layer post-processing
+All end in vLLM's in-place `reload_weights`, which re-runs the per-layer post-processing
 (repacking for the CPU kernels, quantisation) for the layers it touched.
 """
 
@@ -34,6 +36,14 @@ class WeightSyncExtension:
                         yield name, handle.get_tensor(name)
 
         return self._hair_ray_reload(tensors())
+
+    def hair_ray_load_shared_weights(self, path: str, layout: list) -> int:
+        """Views of the shared-memory file (`SharedMemoryWeightSync`) straight into the reload,
+        which copies them into the engine's own tensors: nothing is kept pointing at the file."""
+        from hair_ray.workers.weight_sync import SharedTensor, layout_bytes, map_shared, shared_views
+
+        entries = [SharedTensor(*entry) for entry in layout]
+        return self._hair_ray_reload(shared_views(map_shared(path, layout_bytes(entries)), entries))
 
     def hair_ray_init_weight_group(self, host: str, port: int, rank_offset: int, world_size: int) -> None:
         from vllm.distributed.device_communicators.pynccl import PyNcclCommunicator

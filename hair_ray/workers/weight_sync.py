@@ -1,9 +1,13 @@
 """Weight sync from the learner to the rollout workers, behind one small interface.
 
-Strategies:
-- `ObjectStoreWeightSync` (CPU, and the fallback everywhere): the learner's rank 0 gathers the
-  full weights (ZeRO-3 shards included) into CPU buckets of bounded size, puts them in Ray's
-  object store once, and every rollout worker streams them into its engine.
+Strategies (`rollout.weight_sync`; `auto` picks per placement, see `choose_weight_sync`):
+- `SharedMemoryWeightSync` (learner rank 0 and every rollout worker on the driver's node): rank 0
+  copies each weight into one file in /dev/shm, laid out once (`shared_layout`); the engines
+  read views of the same pages straight into vLLM's in-place reload. One memcpy a tensor on
+  each side, nothing pickled, no object store, no files written per bucket.
+- `ObjectStoreWeightSync` (across nodes, and the fallback everywhere): the learner's rank 0
+  gathers the full weights (ZeRO-3 shards included) into CPU buckets of bounded size, puts them
+  in Ray's object store once, and every rollout worker streams them into its engine.
 - NCCL broadcast (GPU, split placement) uses `WeightSyncExtension.hair_ray_init_weight_group` /
   `hair_ray_receive_weights` on the vLLM side; it is exercised by the GPU check script.
 
@@ -12,9 +16,15 @@ Every wait has a timeout, and a timeout names the worker that did not answer: a 
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Literal, NamedTuple
+
+import torch
 
 from hair_ray.errors import ServiceError
 from hair_ray.models.weight_names import weights_that_travel
@@ -78,6 +88,9 @@ class ObjectStoreWeightSync:
         num_tensors, num_bytes = results[0]
         return SyncStats(version, num_tensors, num_bytes, time.perf_counter() - start)
 
+    def close(self) -> None:
+        """Nothing to release: the object store frees the buckets once no one holds them."""
+
 
 def state_dict_buckets(model, bucket_bytes: int) -> list[dict]:
     """The model's weights as CPU buckets for `load_weights`, in parameter order.
@@ -87,3 +100,96 @@ def state_dict_buckets(model, bucket_bytes: int) -> list[dict]:
     state = dict(weights_that_travel(model.state_dict().items(), model.config))
     sizes = [(name, t.numel() * t.element_size()) for name, t in state.items()]
     return [{name: state[name].detach().to("cpu").contiguous() for name in names} for names in plan_buckets(sizes, bucket_bytes)]
+
+
+# -- shared memory ------------------------------------------------------------------------------
+
+ALIGN_BYTES = 64  # every tensor starts on a cache line (and on its dtype's alignment)
+
+
+class SharedTensor(NamedTuple):
+    name: str
+    dtype: str  # torch dtype name, e.g. "float32"
+    shape: tuple[int, ...]
+    offset: int  # bytes from the start of the shared file
+
+
+def shared_layout(tensors: Iterable[tuple[str, torch.dtype, Sequence[int]]]) -> list[SharedTensor]:
+    """Where each (name, dtype, shape) lies in the shared file: in order, each aligned."""
+    layout, offset = [], 0
+    for name, dtype, shape in tensors:
+        layout.append(SharedTensor(name, str(dtype).removeprefix("torch."), tuple(int(d) for d in shape), offset))
+        offset += -(-_nbytes(layout[-1]) // ALIGN_BYTES) * ALIGN_BYTES
+    return layout
+
+
+def _nbytes(entry: SharedTensor) -> int:
+    numel = 1
+    for dim in entry.shape:
+        numel *= dim
+    return numel * getattr(torch, entry.dtype).itemsize
+
+
+def layout_bytes(layout: Sequence[SharedTensor]) -> int:
+    return max((entry.offset + _nbytes(entry) for entry in layout), default=0)
+
+
+def map_shared(path: str, num_bytes: int) -> torch.Tensor:
+    """The file's bytes as one uint8 tensor that every process mapping it shares (created, at
+    that size, when missing)."""
+    return torch.from_file(path, shared=True, size=max(num_bytes, 1), dtype=torch.uint8)
+
+
+def shared_views(buffer: torch.Tensor, layout: Sequence[SharedTensor]) -> Iterator[tuple[str, torch.Tensor]]:
+    """(name, tensor viewing its bytes in `buffer`): no copy."""
+    for entry in layout:
+        raw = buffer[entry.offset : entry.offset + _nbytes(entry)]
+        yield entry.name, raw.view(getattr(torch, entry.dtype)).view(entry.shape)
+
+
+class SharedMemoryWeightSync:
+    """Learner rank 0 → one shared-memory file → every rollout worker on the same node."""
+
+    def __init__(self, bucket_bytes: int = 256 * 2**20, timeout_s: float = 300.0, folder: str | None = None):
+        self.bucket_bytes = bucket_bytes
+        self.timeout_s = timeout_s
+        # /dev/shm is memory; the run removes the folder when it ends (`close`).
+        self.folder = tempfile.mkdtemp(prefix="hair_ray_weights_", dir=folder or shm_dir())
+        self.path = os.path.join(self.folder, "weights.bin")
+
+    def sync(self, learners: Sequence, rollout_workers: Sequence, version: int) -> SyncStats:
+        start = time.perf_counter()
+        writes = [learner.write_shared_weights.remote(self.path, self.bucket_bytes) for learner in learners]
+        ranks = [f"learner rank {rank}" for rank in range(len(learners))]
+        layout = wait_all(writes, ranks, self.timeout_s, f"write weights v{version}", error=WeightSyncError)[0]
+        names = [f"rollout worker {i}" for i in range(len(rollout_workers))]
+        loads = [worker.load_shared_weights.remote(self.path, layout, version) for worker in rollout_workers]
+        results = wait_all(loads, names, self.timeout_s, f"load weights v{version}", error=WeightSyncError)
+        num_tensors, num_bytes = results[0]
+        return SyncStats(version, num_tensors, num_bytes, time.perf_counter() - start)
+
+    def close(self) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def shm_dir() -> str | None:
+    return "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
+
+
+WeightSyncKind = Literal["auto", "object_store", "shared_memory"]
+
+
+def choose_weight_sync(setting: WeightSyncKind, driver_node: str, actor_nodes: Sequence[str]) -> str:
+    """`auto`: shared memory when the learner ranks and the rollout workers all run on the
+    driver's node (one machine: the file is visible to all), the object store otherwise."""
+    if setting != "auto":
+        return setting
+    return "shared_memory" if all(node == driver_node for node in actor_nodes) else "object_store"
+
+
+def create_weight_sync(kind: str, bucket_bytes: int, timeout_s: float) -> ObjectStoreWeightSync | SharedMemoryWeightSync:
+    if kind == "shared_memory":
+        return SharedMemoryWeightSync(bucket_bytes, timeout_s)
+    if kind == "object_store":
+        return ObjectStoreWeightSync(bucket_bytes, timeout_s)
+    raise ValueError(f"rollout.weight_sync must be auto, object_store or shared_memory, got {kind!r}")

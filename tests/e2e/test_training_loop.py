@@ -70,7 +70,9 @@ def test_with_a_broken_sync_the_rollout_never_learns(ray_local, tmp_path, monkey
     from hair_ray.train.rollout_group import RolloutGroup
 
     # Weights never reach the engines: the rollout keeps sampling the initial policy.
-    monkeypatch.setattr(RolloutGroup, "sync_weights", lambda self, learners, version: None)
+    from hair_ray.workers.weight_sync import SyncStats
+
+    monkeypatch.setattr(RolloutGroup, "sync_weights", lambda self, learners, version: SyncStats(version, 0, 0, 0.0))
     first, last = learning_curve(tmp_path, ray_local)
     assert last < first + 0.02, (first, last)
 

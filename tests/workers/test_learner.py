@@ -92,6 +92,10 @@ def test_logprobs_equal_a_full_forward_and_updates_follow_the_advantages(ray_loc
         assert (a > b) == (sample["advantage"] > 0), (sample["advantage"], b, a)
     assert metrics["learner/kl"] > 0  # the policy moved away from the reference
     assert metrics["learner/lr"] == pytest.approx(1e-3)
+    # What `hair-ray bench` reads: the tokens of one pass (prompts + responses, no padding) and
+    # the learner's own split of its time.
+    assert metrics["learner/tokens"] == sum(len(s["prompt_ids"]) + len(s["response_ids"]) for s in SAMPLES)
+    assert metrics["learner/seconds_frozen"] > 0 and metrics["learner/seconds_policy"] > 0
 
 
 def gradient_probe():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 
 import pytest
@@ -11,8 +12,15 @@ from hair_ray.errors import ServiceError
 from hair_ray.waiting import wait_all
 from hair_ray.workers.weight_sync import (
     ObjectStoreWeightSync,
+    SharedMemoryWeightSync,
+    SharedTensor,
     WeightSyncError,
+    choose_weight_sync,
+    layout_bytes,
+    map_shared,
     plan_buckets,
+    shared_layout,
+    shared_views,
     state_dict_buckets,
 )
 
@@ -25,6 +33,40 @@ def test_plan_buckets_fills_in_order_and_isolates_large_tensors():
     assert plan_buckets([], 100) == []
     with pytest.raises(ValueError, match="bucket_bytes must be positive, got 0"):
         plan_buckets(sizes, 0)
+
+
+def test_shared_layout_aligns_every_tensor_and_views_round_trip(tmp_path):
+    layout = shared_layout([("a", torch.float32, (3,)), ("b", torch.bfloat16, (2, 5)), ("c", torch.int64, ())])
+    # a: 12 bytes, padded to 64; b: 20 bytes at 64, padded to 128; c: 8 bytes at 128
+    assert layout == [
+        SharedTensor("a", "float32", (3,), 0),
+        SharedTensor("b", "bfloat16", (2, 5), 64),
+        SharedTensor("c", "int64", (), 128),
+    ]
+    assert layout_bytes(layout) == 136 and layout_bytes([]) == 0
+    path = str(tmp_path / "weights.bin")
+    writer = dict(shared_views(map_shared(path, layout_bytes(layout)), layout))
+    values = {"a": torch.tensor([1.0, -2.0, 3.5]), "b": torch.arange(10, dtype=torch.bfloat16).view(2, 5), "c": torch.tensor(7)}
+    for name, value in values.items():
+        writer[name].copy_(value)
+    reader = dict(shared_views(map_shared(path, layout_bytes(layout)), layout))  # another mapping: another process
+    for name, value in values.items():
+        assert reader[name].dtype == value.dtype and torch.equal(reader[name], value), name
+
+
+def test_auto_weight_sync_uses_shared_memory_only_on_one_node():
+    assert choose_weight_sync("auto", "node-a", ["node-a", "node-a"]) == "shared_memory"
+    assert choose_weight_sync("auto", "node-a", ["node-a", "node-b"]) == "object_store"
+    assert choose_weight_sync("object_store", "node-a", ["node-a"]) == "object_store"
+    assert choose_weight_sync("shared_memory", "node-a", ["node-b"]) == "shared_memory"  # the user's choice
+
+
+def test_shared_memory_sync_removes_its_file_when_closed(tmp_path):
+    sync = SharedMemoryWeightSync(folder=str(tmp_path))
+    map_shared(sync.path, 1024)
+    assert (tmp_path / sync.folder).exists()
+    sync.close()
+    assert not list(tmp_path.iterdir())
 
 
 def test_tied_embedding_travels_once():
@@ -76,9 +118,11 @@ def test_timeout_names_the_worker_that_did_not_answer(ray_local):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("variant", ["qwen2-tied"])
-def test_vllm_serves_the_learners_weights_after_sync(ray_local, variant):
-    """After a sync the rollout worker's greedy output equals the learner model's own."""
+@pytest.mark.parametrize("sync_kind", ["object_store", "shared_memory"])
+@pytest.mark.parametrize("variant", ["qwen2-tied", "qwen2"])
+def test_vllm_serves_the_learners_weights_after_sync(ray_local, variant, sync_kind):
+    """After a sync the rollout worker's greedy output equals the learner model's own, for tied
+    and untied embeddings, by either path; and the engine keeps no view of the shared file."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from hair_ray.models.registry import resolve_model_path
@@ -99,6 +143,18 @@ def test_vllm_serves_the_learners_weights_after_sync(ray_local, variant):
 
         def export_weights(self, bucket_bytes: int):
             return state_dict_buckets(self.model, bucket_bytes)
+
+        def write_shared_weights(self, path: str, bucket_bytes: int):
+            """As LearnerWorker does it (one rank): the layout, then a copy into each view."""
+            tensors = dict(pair for bucket in state_dict_buckets(self.model, bucket_bytes) for pair in bucket.items())
+            layout = shared_layout((name, t.dtype, t.shape) for name, t in tensors.items())
+            for name, view in shared_views(map_shared(path, layout_bytes(layout)), layout):
+                view.copy_(tensors[name])
+            return layout
+
+        def scribble_over(self, path: str) -> None:
+            """Zero the shared file, as the next step's write would overwrite it."""
+            map_shared(path, os.path.getsize(path)).zero_()
 
         def greedy(self, prompts, max_new_tokens):
             return [
@@ -125,12 +181,17 @@ def test_vllm_serves_the_learners_weights_after_sync(ray_local, variant):
 
         expected = ray_local.get(learner.greedy.remote(prompts, 16))
         before, version_before = rollout_greedy()
-        stats = ObjectStoreWeightSync(bucket_bytes=2**20, timeout_s=120).sync([learner], [worker], version=1)
+        sync = (SharedMemoryWeightSync if sync_kind == "shared_memory" else ObjectStoreWeightSync)(2**20, 120)
+        stats = sync.sync([learner], [worker], version=1)
         after, version_after = rollout_greedy()
+        if sync_kind == "shared_memory":
+            ray_local.get(learner.scribble_over.remote(sync.path))
+            assert rollout_greedy()[0] == expected  # the engine copied the weights: zeroing the file changes nothing
+        sync.close()
     finally:
         ray_local.kill(worker)
         ray_local.kill(learner)
     assert before != expected  # the check has teeth: the checkpoint's weights answer differently
     assert after == expected
     assert (version_before, version_after) == (0, 1)
-    assert stats.num_tensors == 26 and stats.num_bytes > 1e6
+    assert stats.num_tensors == (26 if variant == "qwen2-tied" else 27) and stats.num_bytes > 1e6

@@ -1,0 +1,153 @@
+"""Bare baselines: the least code that does each phase's work, in one process, on the shapes of
+the trainer's first step (`python -m hair_ray.bench.bare WORKLOAD.json OUT.json`).
+
+- generate: one vLLM `LLM` built with the rollout workers' own settings, `generate` on step 1's
+  prompts with step 1's seeds (so it writes exactly the trainer's first samples);
+- learner: Hugging Face forward + backward + torch AdamW on those samples, in the learner's
+  micro-batches, with `logits_to_keep` (what any careful GRPO learner does);
+- reference: the same forward without gradients;
+- memcpy: `Tensor.copy_` of every weight that a sync moves into a buffer allocated beforehand.
+
+It runs in a process of its own after the trainer's actors are gone, so it has the machine to
+itself and its torch threads are the learner's. Each figure is the median of `--repeats` runs
+after one warm-up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from hair_ray.bench.workload import Workload
+
+
+def timed(work: Callable[[], Any], repeats: int) -> tuple[float, Any]:
+    """Median seconds of `repeats` calls after one warm-up, and the last call's result."""
+    result = work()
+    seconds = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        result = work()
+        seconds.append(time.perf_counter() - start)
+    return statistics.median(seconds), result
+
+
+def bare_generate(workload: Workload, repeats: int) -> tuple[dict[str, float], list[tuple[list[int], list[int]]]]:
+    """vLLM alone on step 1; returns its figures and the (prompt ids, response ids) samples."""
+    from hair_ray.models.vllm_engine import create_llm, generate
+
+    llm = create_llm(workload.model_path, seed=workload.seed, **workload.engine)
+    prompt_ids = workload.prompt_ids[0]
+
+    def run():
+        return generate(
+            llm,
+            prompt_ids,
+            max_new_tokens=workload.max_new_tokens,
+            temperature=workload.temperature,
+            top_p=workload.top_p,
+            samples_per_prompt=workload.group_size,
+            seed=workload.first_seed,
+        )
+
+    seconds, outputs = timed(run, repeats)
+    samples = [(prompt_ids[i], list(c.token_ids)) for i, group in enumerate(outputs) for c in group]
+    tokens = sum(len(response) for _, response in samples)
+    shutdown = getattr(getattr(llm, "llm_engine", None), "engine_core", None)
+    if shutdown is not None and hasattr(shutdown, "shutdown"):
+        shutdown.shutdown()  # the engine's own process: gone before the learner's baselines run
+    gc.collect()
+    return {"seconds": seconds, "tokens": float(tokens), "tokens_per_s": tokens / seconds}, samples
+
+
+def bare_learner(workload: Workload, samples: list[tuple[list[int], list[int]]], repeats: int) -> dict[str, dict[str, float]]:
+    """forward + backward + AdamW, and the reference forward, over the learner's micro-batches."""
+    from transformers import AutoModelForCausalLM
+
+    from hair_ray.algo.grpo import token_logprobs
+    from hair_ray.models.loading import torch_dtype
+    from hair_ray.workers.batch import collate, micro_batches
+
+    dtype = torch_dtype(workload.dtype, on_gpu=False)
+    model = AutoModelForCausalLM.from_pretrained(workload.model_path, dtype=dtype, use_safetensors=True)
+    reference = AutoModelForCausalLM.from_pretrained(workload.model_path, dtype=dtype, use_safetensors=True).eval()
+    if workload.gradient_checkpointing:
+        model.gradient_checkpointing_enable()
+    model.train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=workload.learning_rate)
+    # Advantages of ±1: the values do not change the work.
+    advantages = [1.0 if i % 2 else -1.0 for i in range(len(samples))]
+    batch = collate([p for p, _ in samples], [r for _, r in samples], advantages, pad_token_id=0)
+    parts = [batch.rows(rows) for rows in micro_batches(len(batch), workload.samples_per_micro_batch)]
+    tokens = float(batch.attention_mask.sum())
+
+    def logprobs(net, part):
+        start = part.first_response_position()
+        width = part.response_mask.shape[1]
+        logits = net(input_ids=part.input_ids, attention_mask=part.attention_mask, logits_to_keep=width + 1 - start).logits
+        return token_logprobs(logits[:, :-1].float(), part.input_ids[:, start + 1 :]), part.response_mask[:, start:]
+
+    def update() -> None:
+        total = float(batch.response_mask.sum())
+        for part in parts:
+            logp, mask = logprobs(model, part)
+            loss = -(logp * part.advantages[:, None] * mask).sum() / total
+            loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    @torch.no_grad()
+    def forward() -> None:
+        for part in parts:
+            logprobs(reference, part)
+
+    update_s, _ = timed(update, repeats)
+    forward_s, _ = timed(forward, repeats)
+    return {
+        "learner": {"seconds": update_s, "tokens": tokens, "tokens_per_s": tokens / update_s},
+        "reference": {"seconds": forward_s, "tokens": tokens, "tokens_per_s": tokens / forward_s},
+        "memcpy": bare_memcpy(model, repeats),
+    }
+
+
+def bare_memcpy(model, repeats: int) -> dict[str, float]:
+    """Copy every weight a sync moves into buffers allocated beforehand: memory bandwidth."""
+    from hair_ray.models.weight_names import weights_that_travel
+
+    sources = [t.detach() for _, t in weights_that_travel(model.state_dict().items(), model.config)]
+    targets = [torch.empty_like(t) for t in sources]
+
+    def copy() -> None:
+        for target, source in zip(targets, sources):
+            target.copy_(source)
+
+    seconds, _ = timed(copy, repeats)
+    num_bytes = float(sum(t.numel() * t.element_size() for t in sources))
+    return {"seconds": seconds, "bytes": num_bytes, "gb_per_s": num_bytes / seconds / 1e9}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("workload", type=Path)
+    parser.add_argument("out", type=Path)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args(argv)
+    workload = Workload.load(args.workload)
+    torch.set_num_threads(workload.threads)
+    generated, samples = bare_generate(workload, args.repeats)
+    results = {"generate": generated, **bare_learner(workload, samples, args.repeats)}
+    results["generate"]["samples"] = float(len(samples))
+    args.out.write_text(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,66 @@
+"""`hair-ray bench` end to end on the tiny policy: the real trainer, the bare baselines and TRL,
+one after the other, and the bookkeeping of what they wrote."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+def test_bench_runs_trainer_baselines_and_peer_on_the_same_work(tmp_path):
+    pytest.importorskip("trl")
+    from typer.testing import CliRunner
+
+    from hair_ray.cli import app
+
+    out = tmp_path / "bench"
+    overrides = [
+        "policy.name_or_path=tiny:qwen2",
+        f"data.dataset_dir={tmp_path / 'data'}",
+        "algo.prompts_per_step=2",
+        "rollout.max_new_tokens=16",
+        "learner.samples_per_micro_batch=4",
+        "rollout.cpu_kv_cache_gib=0.25",
+    ]
+    result = CliRunner().invoke(
+        app,
+        [
+            "bench",
+            "-c",
+            "jobs/bench_smollm2_cpu.yaml",
+            *overrides,
+            "--warmup",
+            "1",
+            "--steps",
+            "1",
+            "--peer",
+            "trl",
+            "--repeats",
+            "1",
+            "--out",
+            str(out),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    bench = json.loads((out / "bench.json").read_text())
+    ours = bench["hair_ray"]
+    # the phases of the measured step add up to it
+    assert sum(ours["phase_s"].values()) == pytest.approx(ours["step_s"], rel=1e-9)
+    assert ours["update_overhead_s"] == pytest.approx(
+        ours["phase_s"]["update"] - ours["learner_frozen_s"] - ours["learner_policy_s"]
+    )
+    # the bare baselines reran step 1's exact work: the same samples, the same learner batch
+    assert bench["same_shapes_as_step_1"]["equal"], bench["same_shapes_as_step_1"]
+    assert bench["bare"]["generate"]["samples"] == 2 * 4
+    assert bench["bare"]["memcpy"]["bytes"] == ours["sync_bytes"]  # the weights a sync moves
+    # the peer ran the same number of steps on the same workload
+    workload = json.loads((out / "workload.json").read_text())
+    assert len(bench["peer"]["step_seconds"]) == 2 == len(workload["prompts"])
+    assert workload["group_size"] == 4 and workload["max_new_tokens"] == 16
+    rows = {row["what"]: row for row in bench["table"]}
+    assert rows["step"]["ratio"] == pytest.approx(ours["step_s"] / bench["peer"]["step_s"])
+    assert (out / "bench.png").stat().st_size > 0
+    assert "TRL GRPOTrainer" in result.output and "identical" in result.output
