@@ -15,7 +15,7 @@ import platform
 import subprocess
 import sys
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +50,7 @@ class BenchPlan:
                 *extra,
                 f"algo.total_steps={total}",
                 f"checkpoint.every_steps={total}",
+                "eval.every_steps=null",
                 f"output_dir={run_dir}",
             ],
         )
@@ -133,23 +134,27 @@ def run_bench(plan: BenchPlan) -> dict[str, Any]:
 
         threads = config.learner.cpu_threads or 1
         workload = workload_of(config, records, load_tokenizer(config.policy), plan.warmup + plan.steps, threads)
-        workload_path = plan.out / "workload.json"
+        # The processes read the workload from the scratch folder; the copy beside the results
+        # names the model as the config does, not by this machine's cache path.
+        workload_path = Path(scratch) / "workload.json"
         workload.save(workload_path)
+        replace(workload, model_path=workload.model_name).save(plan.out / "workload.json")
 
         ours = train_and_summarise(config, plan.warmup)
         variants = {
             name: train_and_summarise(plan.config(Path(scratch) / name, overrides), plan.warmup)
             for name, overrides in plan.variants.items()
         }
-    bare = run_module("hair_ray.bench.bare", str(workload_path), "--repeats", str(plan.repeats))
-    peer = None
-    if plan.peer == "trl":
-        peer = run_module("hair_ray.bench.peer_trl", str(workload_path), "--warmup", str(plan.warmup), "--steps", str(plan.steps))
+        bare = run_module("hair_ray.bench.bare", str(workload_path), "--repeats", str(plan.repeats))
+        peer = None
+        if plan.peer == "trl":
+            steps = ("--warmup", str(plan.warmup), "--steps", str(plan.steps))
+            peer = run_module("hair_ray.bench.peer_trl", str(workload_path), *steps)
     rows = comparison(ours, bare, peer)
     shapes = same_shapes(ours, bare)
     result: dict[str, Any] = {
         "workload": {
-            "model": workload.model_path,
+            "model": workload.model_name,
             "dtype": workload.dtype,
             "prompts_per_step": len(workload.prompts[0]),
             "group_size": workload.group_size,

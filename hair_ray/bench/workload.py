@@ -19,7 +19,8 @@ from hair_ray.config import RunConfig
 
 @dataclass(frozen=True)
 class Workload:
-    model_path: str  # a local folder (a builtin or hub name resolved)
+    model_name: str  # policy.name_or_path, as the config says it
+    model_path: str  # the local folder it resolves to (what the processes load)
     dtype: str  # the policy's dtype: the engine's and the learner's
     precision: str  # learner.precision
     prompts: list[list[str]]  # per step, the prompt texts in order
@@ -69,6 +70,7 @@ def workload_of(config: RunConfig, records: list[dict], tokenizer, steps: int, t
     settings.pop("backend")
     algo, learner = config.algo, config.learner
     return Workload(
+        model_name=config.policy.name_or_path,
         model_path=resolve_model_path(config.policy.name_or_path),
         dtype=config.policy.dtype,
         precision=learner.precision,

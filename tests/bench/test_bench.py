@@ -93,7 +93,7 @@ def test_variants_parse_and_bad_ones_name_the_form():
 def test_a_bench_run_is_the_config_for_warm_up_plus_measured_steps(tmp_path):
     plan = BenchPlan("jobs/bench_smollm2_cpu.yaml", ["algo.group_size=2"], warmup=2, steps=3)
     config = plan.config(tmp_path, ["rollout.async=true"])
-    assert config.algo.total_steps == 5 and config.checkpoint.every_steps == 5
+    assert config.algo.total_steps == 5 and config.checkpoint.every_steps == 5 and config.eval.every_steps is None
     assert config.algo.group_size == 2 and config.rollout.async_ is True
     assert config.run_dir.parent == tmp_path
 
@@ -126,6 +126,7 @@ def test_the_workload_is_what_the_trainer_samples_and_runs(tmp_path):
         assert workload.categories[step] == [r["category"] for r in batch]
         assert workload.prompt_ids[step][0] == ChatTokenizer().apply_chat_template([{"content": batch[0]["prompt"]}])
     assert workload.first_seed == generation_seed(3, 0)
+    assert workload.model_name == str(tmp_path) == workload.model_path
     assert workload.samples_per_step == 16
     assert (workload.max_new_tokens, workload.kl_coef, workload.learning_rate) == (48, 0.04, 1e-6)
     assert workload.engine["cpu_kv_cache_gib"] == 0.5 and "backend" not in workload.engine

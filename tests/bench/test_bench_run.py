@@ -60,6 +60,7 @@ def test_bench_runs_trainer_baselines_and_peer_on_the_same_work(tmp_path):
     workload = json.loads((out / "workload.json").read_text())
     assert len(bench["peer"]["step_seconds"]) == 2 == len(workload["prompts"])
     assert workload["group_size"] == 4 and workload["max_new_tokens"] == 16
+    assert workload["model_path"] == workload["model_name"] == "tiny:qwen2"  # no machine path beside the results
     rows = {row["what"]: row for row in bench["table"]}
     assert rows["step"]["ratio"] == pytest.approx(ours["step_s"] / bench["peer"]["step_s"])
     assert (out / "bench.png").stat().st_size > 0
