@@ -191,9 +191,7 @@ class RolloutWorker:
             self._load_into_vllm(buckets)
         else:
             for bucket in buckets:
-                missing_ok = self.engine.load_state_dict(bucket, strict=False)
-                if missing_ok.unexpected_keys:
-                    raise KeyError(f"weights the policy does not have: {missing_ok.unexpected_keys[:5]}")
+                self._load_into_hf(bucket)
         self.weights_version = version
         release_freed_memory()  # the buckets are garbage now: keep the actor at its working size
         return num_tensors, num_bytes
@@ -201,24 +199,26 @@ class RolloutWorker:
     def load_shared_weights(self, path: str, layout: list, version: int) -> tuple[int, int]:
         """Take new weights from the shared-memory file `path` (`SharedMemoryWeightSync`);
         returns (tensors, bytes)."""
-        from hair_ray.workers.weight_sync import SharedTensor, layout_bytes, map_shared, shared_views
+        from hair_ray.workers.weight_sync import SharedTensor, layout_bytes, read_shared
 
-        layout = [SharedTensor(*entry) for entry in layout]
+        entries = [SharedTensor(*entry) for entry in layout]
         if self.backend == "vllm":
-            self.engine.collective_rpc("hair_ray_load_shared_weights", args=(path, layout))
+            self.engine.collective_rpc("hair_ray_load_shared_weights", args=(path, entries))
             self.engine.reset_prefix_cache()  # cached prefixes hold keys/values of the old weights
         else:
-            views = dict(shared_views(map_shared(path, layout_bytes(layout)), layout))
-            missing_ok = self.engine.load_state_dict(views, strict=False)  # copies into the parameters
-            if missing_ok.unexpected_keys:
-                raise KeyError(f"weights the policy does not have: {missing_ok.unexpected_keys[:5]}")
+            self._load_into_hf(dict(read_shared(path, entries)))  # copies into the parameters
         self.weights_version = version
-        return len(layout), layout_bytes(layout)
+        return len(entries), layout_bytes(entries)
 
     def node_id(self) -> str:
         import ray
 
         return ray.get_runtime_context().get_node_id()
+
+    def _load_into_hf(self, tensors: dict[str, torch.Tensor]) -> None:
+        missing_ok = self.engine.load_state_dict(tensors, strict=False)
+        if missing_ok.unexpected_keys:
+            raise KeyError(f"weights the policy does not have: {missing_ok.unexpected_keys[:5]}")
 
     def _load_into_vllm(self, buckets: list[dict[str, torch.Tensor]]) -> None:
         from safetensors.torch import save_file

@@ -40,10 +40,9 @@ class WeightSyncExtension:
     def hair_ray_load_shared_weights(self, path: str, layout: list) -> int:
         """Views of the shared-memory file (`SharedMemoryWeightSync`) straight into the reload,
         which copies them into the engine's own tensors: nothing is kept pointing at the file."""
-        from hair_ray.workers.weight_sync import SharedTensor, layout_bytes, map_shared, shared_views
+        from hair_ray.workers.weight_sync import read_shared
 
-        entries = [SharedTensor(*entry) for entry in layout]
-        return self._hair_ray_reload(shared_views(map_shared(path, layout_bytes(entries)), entries))
+        return self._hair_ray_reload(read_shared(path, layout))
 
     def hair_ray_init_weight_group(self, host: str, port: int, rank_offset: int, world_size: int) -> None:
         from vllm.distributed.device_communicators.pynccl import PyNcclCommunicator

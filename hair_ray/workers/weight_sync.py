@@ -147,6 +147,13 @@ def shared_views(buffer: torch.Tensor, layout: Sequence[SharedTensor]) -> Iterat
         yield entry.name, raw.view(getattr(torch, entry.dtype)).view(entry.shape)
 
 
+def read_shared(path: str, layout: Sequence[Sequence]) -> Iterator[tuple[str, torch.Tensor]]:
+    """The weights a learner wrote into `path`, as views, from a layout that crossed a process
+    boundary (Ray or vLLM's rpc hand the entries over as plain sequences)."""
+    entries = [SharedTensor(*entry) for entry in layout]
+    return shared_views(map_shared(path, layout_bytes(entries)), entries)
+
+
 class SharedMemoryWeightSync:
     """Learner rank 0 → one shared-memory file → every rollout worker on the same node."""
 
