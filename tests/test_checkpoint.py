@@ -156,3 +156,38 @@ def test_config_mismatch_is_refused_with_both_hashes(cfg):
         None, [f"output_dir={cfg.output_dir}", "checkpoint.resume=auto", "tracking.wandb_mode=disabled", "checkpoint.keep_last=2"]
     )
     assert load_checkpoint(checkpoint_dir(cfg.run_dir, 10), harmless).state.weights_version == 10
+
+
+def test_how_weights_travel_and_how_long_to_wait_do_not_shape_the_resume_hash(cfg):
+    save(cfg, 10)
+    operational = load_config(
+        None,
+        [
+            f"output_dir={cfg.output_dir}",
+            "checkpoint.keep_last=2",
+            "rollout.weight_sync=object_store",
+            "rollout.timeout_s=1200",
+            "learner.timeout_s=7200",
+            "reward.score_timeout_s=30",
+            "reward.max_restarts=-1",
+        ],
+    )
+    assert resume_hash(operational) == resume_hash(cfg)
+    assert load_checkpoint(checkpoint_dir(cfg.run_dir, 10), operational).step == 10
+    # The sampling temperature does shape training: still refused, and named.
+    hotter = load_config(None, [f"output_dir={cfg.output_dir}", "rollout.temperature=0.5"])
+    with pytest.raises(CheckpointError, match=r"rollout\.temperature"):
+        load_checkpoint(checkpoint_dir(cfg.run_dir, 10), hotter)
+
+
+def test_a_checkpoint_hashed_before_a_field_was_ignored_resumes_when_its_config_agrees(cfg):
+    save(cfg, 10)
+    folder = checkpoint_dir(cfg.run_dir, 10)
+    state = json.loads((folder / "state.json").read_text())
+    state["resume_hash"] = "0123456789abcdef"  # what an older hair_ray, hashing rollout.timeout_s, wrote
+    (folder / "state.json").write_text(json.dumps(state))
+    assert load_checkpoint(folder, cfg).step == 10
+    # Without a readable saved config, the hash alone decides: refused.
+    (folder / "config.yaml").write_text("{unclosed: [")
+    with pytest.raises(CheckpointError, match="config.yaml unreadable"):
+        load_checkpoint(folder, cfg)

@@ -71,6 +71,21 @@ _NAME = re.compile(r"^step-(\d+)$")
 # necessarily differs between the first run and its resume.
 RESUME_HASH_IGNORES: tuple[str, ...] = ("output_dir", "checkpoint", "tracking", "placement")
 
+# Fields inside hashed sections that are just as operational: how weights travel to the engines
+# and how long to wait or how often to restart before giving up. A run that timed out resumes
+# with a longer timeout, or a run moved to another machine with another sync path, computes the
+# same updates, so these stay out of the hash too.
+RESUME_HASH_IGNORED_FIELDS: tuple[str, ...] = (
+    "rollout.weight_sync",
+    "rollout.sync_bucket_mib",
+    "rollout.timeout_s",
+    "rollout.max_restarts",
+    "learner.timeout_s",
+    "reward.max_restarts",
+    "reward.max_task_retries",
+    "reward.score_timeout_s",
+)
+
 
 class CheckpointError(RuntimeError):
     """A checkpoint is missing, incomplete, or was written under a different config."""
@@ -166,9 +181,18 @@ def list_checkpoints(run_dir: str | Path) -> list[Path]:
 # Config hashes
 
 
+def _hashed_tree(tree: dict[str, Any]) -> dict[str, Any]:
+    """A dumped config without the parts the resume hash ignores (both lists above)."""
+    kept = {key: value for key, value in tree.items() if key not in RESUME_HASH_IGNORES}
+    for dotted in RESUME_HASH_IGNORED_FIELDS:
+        section, name = dotted.split(".")
+        if isinstance(kept.get(section), dict) and name in kept[section]:
+            kept[section] = {key: value for key, value in kept[section].items() if key != name}
+    return kept
+
+
 def _config_tree(config: RunConfig) -> dict[str, Any]:
-    tree = config.model_dump(mode="json", by_alias=True)
-    return {key: value for key, value in tree.items() if key not in RESUME_HASH_IGNORES}
+    return _hashed_tree(config.model_dump(mode="json", by_alias=True))
 
 
 def resume_hash(config: RunConfig) -> str:
@@ -187,7 +211,7 @@ def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
 
 def config_changes(saved: dict[str, Any], config: RunConfig, limit: int = 8) -> list[str]:
     """'algo.total_steps: 100 -> 200' for each field that differs (hash-relevant ones only)."""
-    old = _flatten({k: v for k, v in saved.items() if k not in RESUME_HASH_IGNORES})
+    old = _flatten(_hashed_tree(saved))
     new = _flatten(_config_tree(config))
     changed = [
         f"{key}: {old.get(key)!r} -> {new.get(key)!r}" for key in sorted(old.keys() | new.keys()) if old.get(key) != new.get(key)
@@ -512,8 +536,10 @@ def load_checkpoint(path: str | Path, config: RunConfig, *, allow_config_change:
     path = Path(path)
     state = read_state(path)
     current = resume_hash(config)
-    if state.resume_hash != current:
-        changes = _saved_changes(path, config)
+    changes = _saved_changes(path, config) if state.resume_hash != current else []
+    # A checkpoint hashed before a field joined the ignore lists differs in hash only: its saved
+    # config then agrees with this one on every field the hash covers, and it resumes as written.
+    if changes:
         allowed = config.checkpoint.allow_config_change if allow_config_change is None else allow_config_change
         detail = f" (changed: {'; '.join(changes)})" if changes else ""
         if not allowed:
@@ -527,8 +553,12 @@ def load_checkpoint(path: str | Path, config: RunConfig, *, allow_config_change:
 
 
 def _saved_changes(path: Path, config: RunConfig) -> list[str]:
+    """The hashed fields that differ from the checkpoint's saved config; when that file cannot be
+    read, one line saying so (the hashes differ, so something changed)."""
     try:
         saved = yaml.safe_load((path / CONFIG_FILE).read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError):
-        return []
+    except (OSError, yaml.YAMLError) as exc:
+        return [f"{CONFIG_FILE} unreadable ({type(exc).__name__}), fields unknown"]
+    if not isinstance(saved, dict):
+        return [f"{CONFIG_FILE} holds no config mapping, fields unknown"]
     return config_changes(saved, config)

@@ -160,8 +160,11 @@ class SharedMemoryWeightSync:
     def __init__(self, bucket_bytes: int = 256 * 2**20, timeout_s: float = 300.0, folder: str | None = None):
         self.bucket_bytes = bucket_bytes
         self.timeout_s = timeout_s
-        # /dev/shm is memory; the run removes the folder when it ends (`close`).
-        self.folder = tempfile.mkdtemp(prefix="hair_ray_weights_", dir=folder or shm_dir())
+        # /dev/shm is memory: the run removes its folder when it ends (`close`), and a run killed
+        # before it could is cleaned up by the next one (the pid in the name tells whose it was).
+        parent = folder or shm_dir() or tempfile.gettempdir()
+        remove_orphaned_folders(parent)
+        self.folder = tempfile.mkdtemp(prefix=f"{_FOLDER_PREFIX}{os.getpid()}_", dir=parent)
         self.path = os.path.join(self.folder, "weights.bin")
 
     def sync(self, learners: Sequence, rollout_workers: Sequence, version: int) -> SyncStats:
@@ -181,6 +184,37 @@ class SharedMemoryWeightSync:
 
 def shm_dir() -> str | None:
     return "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
+
+
+_FOLDER_PREFIX = "hair_ray_weights_"
+
+
+def remove_orphaned_folders(parent: str) -> list[str]:
+    """Remove the weight folders that runs of this user left behind when they were killed
+    (`hair_ray_weights_<pid>_*` whose process no longer exists); returns what was removed.
+
+    Another user's folders, and those of runs still alive, are left alone.
+    """
+    removed = []
+    for entry in os.scandir(parent):
+        if not entry.name.startswith(_FOLDER_PREFIX) or not entry.is_dir(follow_symlinks=False):
+            continue
+        pid = entry.name[len(_FOLDER_PREFIX) :].split("_", 1)[0]
+        if not pid.isdigit() or entry.stat(follow_symlinks=False).st_uid != os.getuid() or _process_exists(int(pid)):
+            continue
+        shutil.rmtree(entry.path, ignore_errors=True)
+        removed.append(entry.path)
+    return removed
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # signal 0: the check only, nothing is delivered
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # alive, but someone else's
+    return True
 
 
 WeightSyncKind = Literal["auto", "object_store", "shared_memory"]

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -67,6 +70,27 @@ def test_shared_memory_sync_removes_its_file_when_closed(tmp_path):
     assert (tmp_path / sync.folder).exists()
     sync.close()
     assert not list(tmp_path.iterdir())
+
+
+def test_a_killed_runs_shared_folder_is_removed_by_the_next_run(tmp_path):
+    # A child that has exited stands in for a SIGKILLed run: its pid names no live process.
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    orphan = tmp_path / f"hair_ray_weights_{dead.pid}_abc123"
+    orphan.mkdir()
+    (orphan / "weights.bin").write_bytes(b"\0" * 64)
+    alive = tmp_path / f"hair_ray_weights_{os.getpid()}_def456"  # a run still going: kept
+    alive.mkdir()
+    unrelated = tmp_path / "hair_ray_weights_notapid"  # not a name this code makes: kept
+    unrelated.mkdir()
+    sync = SharedMemoryWeightSync(folder=str(tmp_path))
+    try:
+        assert not orphan.exists()
+        assert alive.exists() and unrelated.exists()
+        assert Path(sync.folder).name.startswith(f"hair_ray_weights_{os.getpid()}_")
+    finally:
+        sync.close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([alive.name, unrelated.name])
 
 
 def test_tied_embedding_travels_once():
