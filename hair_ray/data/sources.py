@@ -14,7 +14,7 @@ import csv
 import json
 import logging
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -404,6 +404,7 @@ def _load_safety_prompts(reader: _Reader) -> None:
         scenarios = {key: (f"{path}: {key}", value) for key, value in data.items()}
     else:
         hf_id = reader.cfg.resolved_hf_id
+        assert hf_id is not None  # kind safety_prompts always has one (DEFAULT_HF_IDS)
         files = reader.cfg.hf_data_files or SAFETY_PROMPTS_FILE
         reader.location = f"hub:{hf_id}/{files}"
         scenarios = {
@@ -440,6 +441,7 @@ def _load_safety_prompts(reader: _Reader) -> None:
 def _load_table(reader: _Reader) -> None:
     cfg = reader.cfg
     prompt_column = cfg.prompt_column or "prompt"
+    rows: Iterable[tuple[str, dict]]  # an iterator; a list where leave_out_evaluated reads it twice
     header, rows, where = reader.table()
     needed = [c for c in (prompt_column, cfg.category_column, cfg.id_column, cfg.response_column) if c]
     if header is not None:  # CSV and hub tables: a missing column is a config error up front

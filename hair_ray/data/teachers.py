@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from hair_ray.categories import Category, parse_category
-from hair_ray.config import TeacherConfig
+from hair_ray.config import ModelDType, TeacherConfig
 from hair_ray.data.balance import normalise_prompt
 from hair_ray.data.cod import MAX_DRAFT_WORDS, build_teacher_messages, format_cod
 from hair_ray.data.sources import DropLog, PromptRow, Response, SourceError, parse_harmful, read_table
@@ -139,8 +139,8 @@ def load_import_file(path: Path, drops: DropLog | None = None) -> dict[str, tupl
     column and, per model, `<model>_response` with its `<model>_harmful` 0/1 label."""
     if not path.is_file():
         raise SourceError(f"teacher.import_path: file {path} not found")
-    header, rows = read_table(path, "auto", drops or DropLog())
-    rows = list(rows)
+    header, row_iter = read_table(path, "auto", drops or DropLog())
+    rows = list(row_iter)
     columns = header if header is not None else (list(rows[0][1]) if rows else [])
     prompt_column = next((c for c in ("question", "prompt") if c in columns), None)
     if prompt_column is None:
@@ -204,7 +204,7 @@ class VLLMTeacherUDF:
         self,
         *,
         model: str,
-        dtype: str,
+        dtype: ModelDType,
         trust_remote_code: bool,
         seed: int,
         max_model_len_tokens: int,
@@ -315,7 +315,7 @@ class VLLMTeacher:
         cfg = self.cfg
         assert cfg.model is not None
         batch = cfg.prompts_per_batch
-        dataset = ray.data.from_items(items, override_num_blocks=max(1, -(-len(items) // batch)))
+        dataset: ray.data.Dataset = ray.data.from_items(items, override_num_blocks=max(1, -(-len(items) // batch)))
         remote_args: dict[str, Any] = {"num_cpus": cfg.cpus_per_engine}
         if cfg.gpus_per_engine > 0:
             remote_args["num_gpus"] = cfg.gpus_per_engine

@@ -160,8 +160,8 @@ def _rows(
     """(location, sha256, header, rows) from the local file, else from the hub."""
     if path is not None and path.is_file():
         try:
-            header, rows = read_table(path, spec.format, drops)
-            listed = list(rows)
+            header, row_iter = read_table(path, spec.format, drops)
+            listed = list(row_iter)
         except SourceError as err:
             raise BenchmarkError(f"benchmark {name!r}: {err}") from None
         except (OSError, UnicodeDecodeError) as err:

@@ -24,7 +24,7 @@ import json
 import math
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -259,7 +259,7 @@ def binary_metrics(predicted: Sequence[bool], actual: Sequence[bool]) -> dict[st
 
 
 def evaluate_predictions(
-    rows: Sequence[JudgeRow], predictions: dict[str, Sequence[bool]], models: Sequence[str] | None = None
+    rows: Sequence[JudgeRow], predictions: Mapping[str, Sequence[bool]], models: Sequence[str] | None = None
 ) -> dict[str, Any]:
     """{label definition: {judge: {model | "pooled": metrics}}} for the main and alternative labels."""
     models = list(models) if models is not None else list(dict.fromkeys(r.model for r in rows))
@@ -451,8 +451,9 @@ def baseline_predictions(rows: Sequence[JudgeRow]) -> dict[str, list[bool]]:
 
     responses = [r.response for r in rows]
     keyword = KeywordJudge()
+    verdicts = keyword.judge([r.prompt for r in rows], responses, ["harmful"] * len(rows))
     return {
-        "keyword": [v.refused for v in keyword.judge([r.prompt for r in rows], responses, ["harmful"] * len(rows))],
+        "keyword": [bool(v.refused) for v in verdicts],  # the keyword judge always decides (never None)
         "is_refusal": [is_refusal(t) for t in responses],
     }
 

@@ -100,7 +100,10 @@ class SentenceTransformerEncoder:
         self._model.eval()
         # get_embedding_dimension is the sentence-transformers >= 6 name; older ones lack it.
         get_dim = getattr(self._model, "get_embedding_dimension", None) or (self._model.get_sentence_embedding_dimension)
-        self.dim = int(get_dim())
+        dim = get_dim()
+        if dim is None:
+            raise ValueError(f"sentence-transformers model {model_name_or_path!r} does not report its embedding dimension")
+        self.dim = int(dim)
         self.name = f"sentence_transformers:{model_name_or_path}"
 
     def encode(self, texts: list[str], batch_size: int = 64) -> Tensor:

@@ -22,13 +22,16 @@ import logging
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 from torch import Tensor, nn
 
 from hair_ray.atomic import atomic_dir
 from hair_ray.config import ModelSpec
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 __all__ = [
     "FORMAT_VERSION",
@@ -141,7 +144,7 @@ def resolve_head(backbone_config: Any, requested: str = "auto") -> HeadKind:
 class RewardModel(nn.Module):
     """Backbone (a Hugging Face base model, no LM head) plus a linear scalar head."""
 
-    def __init__(self, backbone: nn.Module, head: HeadKind):
+    def __init__(self, backbone: PreTrainedModel, head: HeadKind):
         super().__init__()
         self.backbone = backbone
         self.head_kind: HeadKind = head

@@ -105,7 +105,7 @@ def build_tiny_policy(folder: Path, *, tied: bool, seed: int = 0) -> None:
         bos_token_id=tokenizer.convert_tokens_to_ids("<|im_start|>"),
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
-        torch_dtype="float32",
+        dtype="float32",
     )
     generator_state = torch.random.get_rng_state()
     try:

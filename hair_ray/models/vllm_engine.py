@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from hair_ray.config import ModelSpec, RolloutConfig
+    from hair_ray.config import ModelDType, ModelSpec, RolloutConfig
 
 
 @dataclass(frozen=True)
@@ -75,7 +75,7 @@ def engine_args(policy: ModelSpec, rollout: RolloutConfig, *, max_model_len: int
 def create_llm(
     model_path: str,
     *,
-    dtype: str = "auto",
+    dtype: ModelDType = "auto",
     seed: int = 0,
     max_model_len: int = 1024,
     tensor_parallel_size: int = 1,
@@ -94,7 +94,7 @@ def create_llm(
         enforce_eager = not on_gpu
     if dtype == "auto":
         dtype = "bfloat16" if on_gpu else "float32"
-    cpu_args = {}
+    cpu_args: dict[str, Any] = {}
     if not on_gpu:
         cpu_args["kv_cache_memory_bytes"] = int(cpu_kv_cache_gib * 2**30)
         if cpu_reserved_cores is not None:

@@ -345,7 +345,9 @@ def train_reward_models(
     options: dict[str, Any] = {"num_cpus": reward.train_cpus_per_model, "num_gpus": reward.num_gpus_per_model}
     if reward.num_gpus_per_model > 0:
         options["max_calls"] = 1  # the worker exits after its task: its CUDA memory is freed
-    train_task = ray.remote(**options)(train_category)  # max_calls is not allowed in .options()
+    # max_calls is not allowed in .options(). Ray's stubs type a remote function's positional
+    # parameters only, and none fits train_category's keyword-only ones.
+    train_task: Any = ray.remote(**options)(train_category)  # type: ignore[arg-type]
 
     run_id = uuid.uuid4().hex[:12]
     staging = _staging_dir(out_dir)

@@ -28,6 +28,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
+from hair_ray.train.preflight import served_reward_models
+
 if TYPE_CHECKING:
     from ray.util.placement_group import PlacementGroup
 
@@ -222,8 +224,8 @@ def plan_placement(config: RunConfig, cluster: ClusterResources) -> PlacementPla
     else:
         groups, roles = {}, {}
         for role in ROLES:
-            group, plan = _own_group(actors[role], placement.group_strategy)
-            roles[role] = plan
+            group, role_plan = _own_group(actors[role], placement.group_strategy)
+            roles[role] = role_plan
             if group is not None:
                 groups[group.name] = group
     plan = PlacementPlan(mode=placement.strategy, roles=roles, groups=groups)
@@ -237,8 +239,6 @@ def plan_placement(config: RunConfig, cluster: ClusterResources) -> PlacementPla
 
 
 def reward_model_count(config: RunConfig) -> int:
-    from hair_ray.train.preflight import served_reward_models
-
     return len(served_reward_models(config))
 
 

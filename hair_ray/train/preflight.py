@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -97,7 +98,7 @@ def run_checks(config: RunConfig, *, overwrite: bool = False, cluster=None, loca
     from hair_ray.train.placement import plan_placement
     from hair_ray.train.run_folder import plan_run_start
 
-    checks = []
+    checks: list[tuple[str, Callable[[], object]]] = []  # (name, check); a check raises on a problem
     if local:
         checks += [
             ("hardness encoder", lambda: check_encoder_installed(config)),

@@ -14,7 +14,7 @@ import os
 import socket
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -26,6 +26,9 @@ from hair_ray.models.weight_names import full_numel, full_shape, weights_that_tr
 from hair_ray.workers.batch import TrainBatch, collate, micro_batches
 from hair_ray.workers.memory import release_freed_memory
 from hair_ray.workers.weight_sync import SharedTensor, layout_bytes
+
+if TYPE_CHECKING:
+    from deepspeed import DeepSpeedEngine
 
 
 def free_port() -> int:
@@ -76,8 +79,18 @@ class LearnerWorker:
 
     def __init__(self, rank: int, world_size: int):
         self.rank, self.world_size = rank, world_size
-        self.engine = None
+        self._engine: DeepSpeedEngine | None = None  # set by `init`
         self._shared: tuple[str, torch.Tensor] | None = None  # (path, mapped bytes) of the shared-memory sync
+
+    @property
+    def engine(self) -> DeepSpeedEngine:
+        """The DeepSpeed engine `init` created."""
+        assert self._engine is not None, "LearnerWorker.init has not run: no DeepSpeed engine yet"
+        return self._engine
+
+    @engine.setter
+    def engine(self, engine: DeepSpeedEngine) -> None:
+        self._engine = engine
 
     def address(self) -> tuple[str, int]:
         return node_address()
@@ -265,7 +278,7 @@ class LearnerWorker:
                     mask = part.response_mask.to(device)
                     out = grpo_loss(
                         logp,
-                        logp.detach() if on_policy else old_all[index, :width].to(device),
+                        logp.detach() if old_all is None else old_all[index, :width].to(device),  # None exactly when on_policy
                         ref_all[index, :width].to(device) if ref_all is not None else None,
                         part.advantages.to(device),
                         mask,
@@ -412,9 +425,9 @@ class LearnerWorker:
         import torch.distributed as dist
 
         # ZeRO-3 aborts at exit unless the engine and the process group are torn down first.
-        if self.engine is not None:
-            self.engine.destroy()
-            self.engine = None
+        if self._engine is not None:
+            self._engine.destroy()
+            self._engine = None
         if dist.is_initialized():
             dist.destroy_process_group()
 
@@ -449,7 +462,8 @@ def start_learner_group(
     world_size = learner.num_workers
     actor_cls = ray.remote(LearnerWorker)
     cpus = config.placement.cpus_per_learner_worker if num_cpus_per_worker is None else num_cpus_per_worker
-    actors = []
+    # Ray's handle type is a union with type[LearnerWorker], whose methods have no `.remote`.
+    actors: list[Any] = []
     for rank in range(world_size):
         options: dict[str, Any] = {"num_cpus": cpus, "num_gpus": learner.num_gpus_per_worker}
         if scheduling_strategies:

@@ -9,11 +9,14 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 
 from hair_ray.workers.memory import release_freed_memory
+
+if TYPE_CHECKING:
+    from hair_ray.config import ModelDType
 
 Backend = Literal["vllm", "hf"]
 
@@ -39,7 +42,7 @@ class RolloutWorker:
         model_path: str,
         *,
         backend: Backend = "vllm",
-        dtype: str = "auto",
+        dtype: ModelDType = "auto",
         seed: int = 0,
         max_model_len: int = 1024,
         tensor_parallel_size: int = 1,

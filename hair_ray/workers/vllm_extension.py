@@ -17,6 +17,7 @@ All end in vLLM's in-place `reload_weights`, which re-runs the per-layer post-pr
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -25,6 +26,15 @@ from hair_ray.models.weight_names import ties_lm_head
 
 class WeightSyncExtension:
     """Mixed into vLLM's Worker class; `self` is the vLLM worker."""
+
+    if TYPE_CHECKING:
+        # What the vLLM Worker provides, declared for the type checker only: at run time vLLM
+        # refuses an extension class that has an attribute of the Worker's own.
+        rank: int
+        device: torch.device
+        model_runner: Any
+
+        def reload_weights(self, *, weights_iterator: Iterator[tuple[str, torch.Tensor]]) -> None: ...
 
     def hair_ray_load_weight_files(self, paths: list[str]) -> int:
         from safetensors import safe_open
