@@ -541,7 +541,7 @@ def load_checkpoint(path: str | Path, config: RunConfig, *, allow_config_change:
     # config then agrees with this one on every field the hash covers, and it resumes as written.
     if changes:
         allowed = config.checkpoint.allow_config_change if allow_config_change is None else allow_config_change
-        detail = f" (changed: {'; '.join(changes)})" if changes else ""
+        detail = f" (changed: {'; '.join(changes)})"
         if not allowed:
             raise CheckpointError(
                 f"checkpoint {path} was written under config resume hash {state.resume_hash}, but this run's "

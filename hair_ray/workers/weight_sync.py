@@ -164,7 +164,7 @@ class SharedMemoryWeightSync:
         # before it could is cleaned up by the next one (the pid in the name tells whose it was).
         parent = folder or shm_dir() or tempfile.gettempdir()
         remove_orphaned_folders(parent)
-        self.folder = tempfile.mkdtemp(prefix=f"{_FOLDER_PREFIX}{os.getpid()}_", dir=parent)
+        self.folder = tempfile.mkdtemp(prefix=f"{_FOLDER_PREFIX}{_pid_namespace()}_{os.getpid()}_", dir=parent)
         self.path = os.path.join(self.folder, "weights.bin")
 
     def sync(self, learners: Sequence, rollout_workers: Sequence, version: int) -> SyncStats:
@@ -191,20 +191,35 @@ _FOLDER_PREFIX = "hair_ray_weights_"
 
 def remove_orphaned_folders(parent: str) -> list[str]:
     """Remove the weight folders that runs of this user left behind when they were killed
-    (`hair_ray_weights_<pid>_*` whose process no longer exists); returns what was removed.
+    (`hair_ray_weights_<pid namespace>_<pid>_*` whose process no longer exists); returns what was
+    removed.
 
-    Another user's folders, and those of runs still alive, are left alone.
+    Left alone: another user's folders, those of runs still alive, and those made in another pid
+    namespace (containers that share /dev/shm, e.g. `docker run --ipc=host`, cannot see each
+    other's processes, so a pid there says nothing).
     """
     removed = []
+    namespace = _pid_namespace()
     for entry in os.scandir(parent):
         if not entry.name.startswith(_FOLDER_PREFIX) or not entry.is_dir(follow_symlinks=False):
             continue
-        pid = entry.name[len(_FOLDER_PREFIX) :].split("_", 1)[0]
-        if not pid.isdigit() or entry.stat(follow_symlinks=False).st_uid != os.getuid() or _process_exists(int(pid)):
+        owner_namespace, _, rest = entry.name[len(_FOLDER_PREFIX) :].partition("_")
+        pid = rest.split("_", 1)[0]
+        if owner_namespace != namespace or not pid.isdigit() or entry.stat(follow_symlinks=False).st_uid != os.getuid():
+            continue
+        if _process_exists(int(pid)):
             continue
         shutil.rmtree(entry.path, ignore_errors=True)
         removed.append(entry.path)
     return removed
+
+
+def _pid_namespace() -> str:
+    """This process's pid namespace (the inode of /proc/self/ns/pid), "0" where there is none."""
+    try:
+        return str(os.stat("/proc/self/ns/pid").st_ino)
+    except OSError:
+        return "0"
 
 
 def _process_exists(pid: int) -> bool:

@@ -18,6 +18,7 @@ from hair_ray.workers.weight_sync import (
     SharedMemoryWeightSync,
     SharedTensor,
     WeightSyncError,
+    _pid_namespace,
     choose_weight_sync,
     layout_bytes,
     map_shared,
@@ -76,21 +77,24 @@ def test_a_killed_runs_shared_folder_is_removed_by_the_next_run(tmp_path):
     # A child that has exited stands in for a SIGKILLed run: its pid names no live process.
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    orphan = tmp_path / f"hair_ray_weights_{dead.pid}_abc123"
+    namespace = _pid_namespace()
+    orphan = tmp_path / f"hair_ray_weights_{namespace}_{dead.pid}_abc123"
     orphan.mkdir()
     (orphan / "weights.bin").write_bytes(b"\0" * 64)
-    alive = tmp_path / f"hair_ray_weights_{os.getpid()}_def456"  # a run still going: kept
+    alive = tmp_path / f"hair_ray_weights_{namespace}_{os.getpid()}_def456"  # a run still going: kept
     alive.mkdir()
+    # The same dead pid in another pid namespace (a container sharing /dev/shm) is someone else's.
+    other_container = tmp_path / f"hair_ray_weights_{namespace}1_{dead.pid}_ghi789"
+    other_container.mkdir()
     unrelated = tmp_path / "hair_ray_weights_notapid"  # not a name this code makes: kept
     unrelated.mkdir()
     sync = SharedMemoryWeightSync(folder=str(tmp_path))
     try:
         assert not orphan.exists()
-        assert alive.exists() and unrelated.exists()
-        assert Path(sync.folder).name.startswith(f"hair_ray_weights_{os.getpid()}_")
+        assert Path(sync.folder).name.startswith(f"hair_ray_weights_{namespace}_{os.getpid()}_")
     finally:
         sync.close()
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([alive.name, unrelated.name])
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([alive.name, other_container.name, unrelated.name])
 
 
 def test_tied_embedding_travels_once():
