@@ -367,6 +367,11 @@ class HardnessConfig(Section):
 class AlgoConfig(Section):
     group_size: int = Field(default=8, ge=2)
     prompts_per_step: int = Field(default=8, ge=1)
+    # Benign prompts in every step (needs a benign source; 0: benign takes its round-robin turn
+    # like any category, one prompt in eight). An extension beyond the paper, off by default:
+    # with one benign prompt a step the push toward refusing spills onto benign requests
+    # (docs/results.md).
+    benign_prompts_per_step: int = Field(default=0, ge=0)
     total_steps: int = Field(default=100, ge=1)
     clip_low: float = Field(default=0.2, gt=0, lt=1)
     clip_high: float = Field(default=0.2, gt=0)
@@ -551,6 +556,16 @@ class RunConfig(Section):
             raise ValueError(
                 f"algo.prompts_per_step × algo.group_size = {samples} samples per step must divide "
                 f"evenly across learner.num_workers = {self.learner.num_workers}"
+            )
+        if self.algo.benign_prompts_per_step and not self.data.has_benign:
+            raise ValueError(
+                "algo.benign_prompts_per_step needs benign prompts: add a source with fixed_category: benign "
+                "to data.sources, or set algo.benign_prompts_per_step=0"
+            )
+        if self.algo.benign_prompts_per_step >= self.algo.prompts_per_step:
+            raise ValueError(
+                f"algo.benign_prompts_per_step = {self.algo.benign_prompts_per_step} leaves no harmful prompt in "
+                f"algo.prompts_per_step = {self.algo.prompts_per_step}"
             )
         if self.data.has_benign and self.reward.routing == "sum" and self.reward.function is None:
             raise ValueError(

@@ -73,11 +73,20 @@ def test_a_benign_source_is_declared_and_switches_the_eighth_model_on(tmp_path):
             ["data.teacher.backend=import", "reward.routing=sum"],
             r"only their own reward model may score: reward.routing = sum would score them with the seven harm models",
         ),
+        (
+            ["data.teacher.backend=import", "algo.prompts_per_step=4", "algo.benign_prompts_per_step=4"],
+            r"algo.benign_prompts_per_step = 4 leaves no harmful prompt in algo.prompts_per_step = 4",
+        ),
     ],
 )
 def test_a_benign_source_refuses_settings_that_would_treat_it_as_harmful(tmp_path, overrides, message):
     with pytest.raises(ConfigError, match=message):
         run_config(*overrides, sources=[{"kind": "seed"}, benign_source(tmp_path / "a.json")])
+
+
+def test_a_benign_share_needs_a_benign_source():
+    with pytest.raises(ConfigError, match=r"algo.benign_prompts_per_step needs benign prompts: add a source with fixed_category"):
+        run_config("algo.benign_prompts_per_step=2")
 
 
 def test_leave_out_evaluated_belongs_to_tables(tmp_path):

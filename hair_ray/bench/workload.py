@@ -59,11 +59,11 @@ def workload_of(config: RunConfig, records: list[dict], tokenizer, steps: int, t
     from hair_ray.models.loading import chat_prompt_ids
     from hair_ray.models.registry import resolve_model_path
     from hair_ray.train.launcher import max_response_tokens
-    from hair_ray.train.sampler import CategoryBalancedSampler
+    from hair_ray.train.sampler import run_sampler
     from hair_ray.train.trainer import generation_seed
     from hair_ray.workers.rollout import engine_settings
 
-    sampler = CategoryBalancedSampler(records, seed=config.seed)
+    sampler = run_sampler(config, records)
     batches = [sampler.next(config.algo.prompts_per_step) for _ in range(steps)]
     prompts = [[r["prompt"] for r in batch] for batch in batches]
     settings = engine_settings(config, max_model_len=config.rollout.max_prompt_tokens + max_response_tokens(config))

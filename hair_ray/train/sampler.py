@@ -2,21 +2,26 @@
 
 Each category's records are shuffled with a seed derived from (seed, category, pass); a step
 takes prompts round-robin over the categories, so every step is as balanced as its size allows
-and over a run each category is seen equally often. `state()` / `load_state()` make a resumed
-run draw exactly the prompts the uninterrupted run would have drawn.
+and over a run each category is seen equally often. `per_step` pins a category's share instead
+(e.g. {"benign": 4}: four benign prompts every step, the rest round-robin over the others).
+`state()` / `load_state()` make a resumed run draw exactly the prompts the uninterrupted run
+would have drawn.
 """
 
 from __future__ import annotations
 
 import random
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from hair_ray.categories import ALL_CATEGORY_NAMES
+from hair_ray.categories import ALL_CATEGORY_NAMES, BENIGN
+
+if TYPE_CHECKING:
+    from hair_ray.config import RunConfig
 
 
 class CategoryBalancedSampler:
-    def __init__(self, records: Sequence[dict[str, Any]], seed: int = 0):
+    def __init__(self, records: Sequence[dict[str, Any]], seed: int = 0, per_step: dict[str, int] | None = None):
         self.seed = seed
         self.by_category: dict[str, list[dict[str, Any]]] = {}
         for record in records:
@@ -24,6 +29,11 @@ class CategoryBalancedSampler:
         self.categories = [c for c in ALL_CATEGORY_NAMES if c in self.by_category]
         if not self.categories:
             raise ValueError("the sampler got no records")
+        self.per_step = {c: n for c, n in (per_step or {}).items() if n}
+        missing = sorted(set(self.per_step) - set(self.categories))
+        if missing:
+            raise ValueError(f"a share per step is set for categories the dataset lacks: {missing}")
+        self.rotating = [c for c in self.categories if c not in self.per_step]
         self.passes = {c: 0 for c in self.categories}
         self.cursor = {c: 0 for c in self.categories}
         self.next_category = 0
@@ -45,10 +55,16 @@ class CategoryBalancedSampler:
         return record
 
     def next(self, num_prompts: int) -> list[dict[str, Any]]:
-        batch = []
-        for _ in range(num_prompts):
-            batch.append(self._take(self.categories[self.next_category]))
-            self.next_category = (self.next_category + 1) % len(self.categories)
+        pinned = sum(self.per_step.values())
+        if pinned > num_prompts or (pinned < num_prompts and not self.rotating):
+            raise ValueError(
+                f"{num_prompts} prompts a step cannot hold the pinned shares {self.per_step} "
+                f"with {len(self.rotating)} other categories"
+            )
+        batch = [self._take(c) for c, n in self.per_step.items() for _ in range(n)]
+        for _ in range(num_prompts - pinned):
+            batch.append(self._take(self.rotating[self.next_category]))
+            self.next_category = (self.next_category + 1) % len(self.rotating)
         return batch
 
     def state(self) -> dict[str, Any]:
@@ -60,5 +76,10 @@ class CategoryBalancedSampler:
             raise ValueError(f"sampler state names categories the dataset lacks: {sorted(unknown)}")
         self.passes.update(state["passes"])
         self.cursor.update(state["cursor"])
-        self.next_category = state["next_category"]
+        self.next_category = state["next_category"] % max(len(self.rotating), 1)
         self._orders = {c: self._order(c) for c in self.categories}
+
+
+def run_sampler(config: RunConfig, records: Sequence[dict[str, Any]]) -> CategoryBalancedSampler:
+    """The sampler of a run: its seed, and `algo.benign_prompts_per_step` pinned when set."""
+    return CategoryBalancedSampler(records, seed=config.seed, per_step={BENIGN: config.algo.benign_prompts_per_step})

@@ -31,7 +31,7 @@ from hair_ray.models.loading import chat_prompt_ids
 from hair_ray.train.learner_group import LearnerGroup
 from hair_ray.train.metrics import step_metrics
 from hair_ray.train.rollout_group import RolloutGroup
-from hair_ray.train.sampler import CategoryBalancedSampler
+from hair_ray.train.sampler import run_sampler
 from hair_ray.waiting import wait_all
 
 # Prompt i of a step is sampled with seed generation_seed(...) + i: steps lie this far apart, so
@@ -93,7 +93,7 @@ class Trainer:
         self.records = records
         self.actors = actors
         self.tokenizer = tokenizer
-        self.sampler = CategoryBalancedSampler(records, seed=config.seed)
+        self.sampler = run_sampler(config, records)
         self.step = start_step
         self.weights_version = start_step
         self._next_batch: tuple[list[dict], Any] | None = None  # async mode: in-flight generation
