@@ -8,6 +8,7 @@ import random
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from hair_ray.config import RunConfig, load_config
 from hair_ray.train.checkpoint import (
@@ -191,3 +192,18 @@ def test_a_checkpoint_hashed_before_a_field_was_ignored_resumes_when_its_config_
     (folder / "config.yaml").write_text("{unclosed: [")
     with pytest.raises(CheckpointError, match="config.yaml unreadable"):
         load_checkpoint(folder, cfg)
+
+
+def test_a_checkpoint_written_before_a_field_existed_resumes_while_the_field_keeps_its_default(cfg):
+    save(cfg, 10)
+    folder = checkpoint_dir(cfg.run_dir, 10)
+    state = json.loads((folder / "state.json").read_text())
+    state["resume_hash"] = "0123456789abcdef"  # an older hair_ray's hash, over a tree without the field
+    (folder / "state.json").write_text(json.dumps(state))
+    saved = yaml.safe_load((folder / "config.yaml").read_text())
+    del saved["algo"]["benign_prompts_per_step"]
+    (folder / "config.yaml").write_text(yaml.safe_dump(saved))
+    assert load_checkpoint(folder, cfg).step == 10
+    changed = cfg.model_copy(update={"algo": cfg.algo.model_copy(update={"benign_prompts_per_step": 2})})
+    with pytest.raises(CheckpointError, match=r"algo.benign_prompts_per_step: None -> 2"):
+        load_checkpoint(folder, changed)

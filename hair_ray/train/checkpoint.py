@@ -213,6 +213,12 @@ def config_changes(saved: dict[str, Any], config: RunConfig, limit: int = 8) -> 
     """'algo.total_steps: 100 -> 200' for each field that differs (hash-relevant ones only)."""
     old = _flatten(_hashed_tree(saved))
     new = _flatten(_config_tree(config))
+    # A field added after the checkpoint was written is absent from its saved config; at its
+    # default it does what the older code did, so it is no change.
+    defaults = _flatten(_config_tree(type(config)()))
+    for key in new.keys() - old.keys():
+        if key in defaults and new[key] == defaults[key]:
+            old[key] = new[key]
     changed = [
         f"{key}: {old.get(key)!r} -> {new.get(key)!r}" for key in sorted(old.keys() | new.keys()) if old.get(key) != new.get(key)
     ]
