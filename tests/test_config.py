@@ -83,7 +83,7 @@ def test_unknown_key_suggests_the_closest_and_lists_allowed(tmp_path):
     assert error_of(path) == (
         f"invalid configuration in {path}:\n"
         "  algo.gruop_size: unknown key; did you mean 'group_size'? allowed keys: group_size, "
-        "prompts_per_step, total_steps, clip_low, clip_high, kl_coef, kl_kind, loss_agg, "
+        "prompts_per_step, benign_prompts_per_step, total_steps, clip_low, clip_high, kl_coef, kl_kind, loss_agg, "
         "epochs_per_step, samples_per_mini_batch, advantage_eps"
     )
 
