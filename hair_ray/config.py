@@ -272,6 +272,20 @@ class IRLConfig(Section):
     # policy's samples as negatives, so that the benign model pays for answering over refusing;
     # the policy's own samples almost never refuse an everyday request, so it would not see one.
     benign_refusal_negatives: int = Field(default=2, ge=0)
+    # Rounds 2, 3, ... sample their negatives from these policies, one a round, instead of
+    # `policy`: a stage-C export trained against round 1's models puts what that training
+    # found (e.g. the short apology the reward models overpay) among the negatives. `rounds`
+    # must be one more than the list is long.
+    round_policies: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _rounds_match_round_policies(self) -> IRLConfig:
+        if self.round_policies and self.rounds != len(self.round_policies) + 1:
+            raise ValueError(
+                f"round_policies names {len(self.round_policies)} policies for rounds 2..; "
+                f"set rounds: {len(self.round_policies) + 1} (it is {self.rounds})"
+            )
+        return self
 
 
 class RewardConfig(Section):

@@ -146,6 +146,14 @@ def test_unknown_category_in_sum_weights():
     assert "reward: sum_weights has unknown category 'violence'; allowed: insult, " in message
 
 
+def test_round_policies_need_one_round_each():
+    message = error_of(None, ["reward.irl.round_policies=[runs/a/export/step-000024]"])
+    assert message == (
+        "invalid configuration in the default config:\n"
+        "  reward.irl: round_policies names 1 policies for rounds 2..; set rounds: 2 (it is 1)"
+    )
+
+
 def test_bad_override_syntax():
     assert error_of(None, ["algo.group_size"]) == "override 'algo.group_size' is not of the form section.field=value"
     assert error_of(None, ["algo..x=1"]) == "override 'algo..x=1' has an empty name in its dotted path"

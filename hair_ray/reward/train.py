@@ -23,9 +23,10 @@ is the manifest: its `run_id` is in every model's metadata, and stage C checks t
 
 Rounds (`irl.rounds > 1`, the bilevel variant): each round re-samples the negatives from the
 policy returned by `policy_for_round` and continues training from the previous round's models.
-The default returns π_ref every round (fresh samples, same policy): no GRPO runs between rounds
-here. A full bilevel loop would hand in the policy exported (hair_ray/train/export.py) after a few
-GRPO-S steps against the current reward models; that wiring is not done.
+The default (`round_policy`) samples round 1 from π_ref and rounds 2.. from
+`irl.round_policies`, e.g. a policy exported (hair_ray/train/export.py) after GRPO-S against
+round 1's models; without them, π_ref every round (fresh samples, same policy). No GRPO runs
+inside stage B: the user alternates the stages (docs/reward_models.md).
 """
 
 from __future__ import annotations
@@ -309,6 +310,15 @@ def _write_negatives(path: Path, negatives: NegativeSet) -> None:
     atomic_write_text(path, "\n".join(lines) + ("\n" if lines else ""))
 
 
+def round_policy(config: RunConfig, round_index: int) -> ModelSpec:
+    """The policy whose samples are the negatives of round `round_index` (0-based): `policy` for
+    round 1, then `reward.irl.round_policies` in order (or `policy` again when none are named)."""
+    named = config.reward.irl.round_policies
+    if round_index == 0 or not named:
+        return config.policy
+    return config.policy.model_copy(update={"name_or_path": named[round_index - 1]})
+
+
 def train_reward_models(
     config: RunConfig,
     *,
@@ -320,7 +330,7 @@ def train_reward_models(
 
     Needs `ray.init()` done by the caller (the CLI, a test fixture, a Ray job). `records`
     overrides what the config points at; `policy_for_round(r)` (r = 0, 1, ...) gives the policy
-    that samples the negatives of round r (default: `config.policy` every round).
+    that samples the negatives of round r (default: `round_policy`).
     """
     import ray
 
@@ -341,7 +351,7 @@ def train_reward_models(
     check_models_dir_free(out_dir, overwrite=overwrite)
     train_records, heldout_records = split_heldout(records, reward.irl.heldout_fraction, config.seed)
     heldout_ids = {str(r["id"]) for r in heldout_records}
-    policy_for_round = policy_for_round or (lambda _round: config.policy)
+    policy_for_round = policy_for_round or (lambda round_index: round_policy(config, round_index))
     options: dict[str, Any] = {"num_cpus": reward.train_cpus_per_model, "num_gpus": reward.num_gpus_per_model}
     if reward.num_gpus_per_model > 0:
         options["max_calls"] = 1  # the worker exits after its task: its CUDA memory is freed

@@ -2,7 +2,7 @@
 
 Tiny everything: 3 demonstrations per category (2 train prompts, 1 held out), 2 negatives per
 prompt from the tiny random policy, a tiny Qwen2 backbone, 1 epoch, 2 IRL rounds (so the round
-loop that re-samples negatives runs). The eighth, benign category is there too, with its two
+loop that re-samples negatives runs; round 2 samples from another policy, `round_policies`). The eighth, benign category is there too, with its two
 refusal negatives a prompt. It checks the plumbing and the files, not the quality.
 """
 
@@ -53,6 +53,7 @@ def trained(ray_local, tmp_path_factory):
         # (each new process pays the torch + transformers import, the bulk of this test).
         "reward.train_cpus_per_model=1.0",
         "reward.irl.rounds=2",
+        "reward.irl.round_policies=[tiny:qwen2-tied]",
         "reward.irl.heldout_fraction=0.34",  # 3 prompts -> 1 held out
         "rollout.max_new_tokens=8",
         "placement.cpus_per_rollout_worker=0.5",
@@ -70,7 +71,7 @@ def test_reward_train_writes_eight_models_and_a_report(trained) -> None:
     models = root / "models"
     report = json.loads((models / "report.json").read_text())
     assert set(report["categories"]) == set(ALL_CATEGORY_NAMES)
-    assert [r["round"] for r in report["rounds"]] == [1, 2]
+    assert [(r["round"], r["policy"]) for r in report["rounds"]] == [(1, "tiny:qwen2"), (2, "tiny:qwen2-tied")]
     for category in ALL_CATEGORY_NAMES:
         result = report["categories"][category]
         # 2 training prompts × 2 negatives; 1 held-out prompt × 2 negatives (tiny text never
@@ -86,6 +87,7 @@ def test_reward_train_writes_eight_models_and_a_report(trained) -> None:
         assert category in output
         meta = read_metadata(models / category)
         assert (meta.category, meta.backbone, meta.extra["round"]) == (category, "tiny:qwen2", 2)
+        assert meta.extra["policy"] == "tiny:qwen2-tied"  # the last round's negatives came from it
         assert meta.training_data_hash == result["training_data_hash"]
         assert meta.extra["run_id"] == report["run_id"]  # the manifest stage C checks
     # one full load, with the metadata checks (the others' metadata was read above)
@@ -230,3 +232,15 @@ def test_stage_c_serves_the_benign_model_beside_the_seven(trained, ray_local) ->
     finally:
         for actor in router.actors:
             ray_local.kill(actor, no_restart=True)
+
+
+def test_round_one_samples_the_policy_and_later_rounds_the_named_ones() -> None:
+    from hair_ray.reward.train import round_policy
+
+    plain = load_config(TINY_JOB, ["reward.irl.rounds=3"])
+    assert [round_policy(plain, r).name_or_path for r in range(3)] == ["tiny:qwen2"] * 3
+    named = load_config(TINY_JOB, ["reward.irl.rounds=3", "reward.irl.round_policies=[runs/a/export, tiny:qwen2-tied]"])
+    policies = [round_policy(named, r) for r in range(3)]
+    assert [p.name_or_path for p in policies] == ["tiny:qwen2", "runs/a/export", "tiny:qwen2-tied"]
+    # the named folders are loaded like the policy: same dtype, never remote code
+    assert {(p.dtype, p.trust_remote_code) for p in policies} == {("float32", False)}
