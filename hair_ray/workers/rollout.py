@@ -9,14 +9,11 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import torch
 
 from hair_ray.workers.memory import release_freed_memory
-
-if TYPE_CHECKING:
-    from hair_ray.config import ModelDType
 
 Backend = Literal["vllm", "hf"]
 
@@ -37,39 +34,16 @@ def engine_settings(config: Any, *, max_model_len: int) -> dict[str, Any]:
 
 
 class RolloutWorker:
-    def __init__(
-        self,
-        model_path: str,
-        *,
-        backend: Backend = "vllm",
-        dtype: ModelDType = "auto",
-        seed: int = 0,
-        max_model_len: int = 1024,
-        tensor_parallel_size: int = 1,
-        gpu_memory_utilization: float = 0.5,
-        cpu_kv_cache_gib: float = 1.0,
-        cpu_reserved_cores: int | None = None,
-        enforce_eager: bool | None = None,
-        trust_remote_code: bool = False,
-    ):
+    def __init__(self, model_path: str, *, backend: Backend = "vllm", seed: int = 0, **engine: Any):
+        """`engine`: `create_llm`'s settings (dtype, max_model_len, …), as `engine_args` builds them
+        from a config; the HF fallback reads its dtype and trust_remote_code."""
         self.backend = backend
         self.weights_version = 0
         self.seed = seed
         if backend == "vllm":
             from hair_ray.models.vllm_engine import create_llm
 
-            self.engine = create_llm(
-                model_path,
-                dtype=dtype,
-                seed=seed,
-                max_model_len=max_model_len,
-                tensor_parallel_size=tensor_parallel_size,
-                gpu_memory_utilization=gpu_memory_utilization,
-                cpu_kv_cache_gib=cpu_kv_cache_gib,
-                cpu_reserved_cores=cpu_reserved_cores,
-                enforce_eager=enforce_eager,
-                trust_remote_code=trust_remote_code,
-            )
+            self.engine = create_llm(model_path, seed=seed, **engine)
         elif backend == "hf":
             from transformers import AutoModelForCausalLM
 
@@ -78,9 +52,9 @@ class RolloutWorker:
             on_gpu = torch.cuda.is_available()
             self.engine = AutoModelForCausalLM.from_pretrained(
                 model_path,
-                dtype=torch_dtype(dtype, on_gpu=on_gpu),
+                dtype=torch_dtype(engine.get("dtype", "auto"), on_gpu=on_gpu),
                 use_safetensors=True,
-                trust_remote_code=trust_remote_code,
+                trust_remote_code=engine.get("trust_remote_code", False),
             ).eval()
             if on_gpu:
                 self.engine.cuda()

@@ -2,8 +2,8 @@
 
 Tiny everything: 3 demonstrations per category (2 train prompts, 1 held out), 2 negatives per
 prompt from the tiny random policy, a tiny Qwen2 backbone, 1 epoch, 2 IRL rounds (so the round
-loop that re-samples negatives runs; round 2 samples from another policy, `round_policies`). The eighth, benign category is there too, with its two
-refusal negatives a prompt. It checks the plumbing and the files, not the quality.
+loop that re-samples negatives runs; round 2 samples from another policy, `round_policies`).
+The eighth, benign category is there too, with its two refusal negatives a prompt. It checks the plumbing and the files, not the quality.
 """
 
 from __future__ import annotations
