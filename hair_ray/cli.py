@@ -146,6 +146,21 @@ def train(config: ConfigOption = None, overrides: Overrides = None, overwrite: O
     )
 
 
+@app.command("sft")
+@cli_errors
+def sft(
+    config: ConfigOption = None,
+    overrides: Overrides = None,
+    out: Annotated[str | None, typer.Option("--out", "-o", help="Folder; default OUTPUT_DIR/NAME-sft.")] = None,
+    overwrite: OverwriteOption = False,
+) -> None:
+    """Fine-tune the policy on stage A's demonstrations (a warm start for train: policy.name_or_path=FOLDER)."""
+    from hair_ray.train.sft import run_sft
+
+    cfg = load_config(config, overrides or [])
+    typer.echo(run_sft(cfg, out, overwrite=overwrite))
+
+
 @app.command("export")
 @cli_errors
 def export(

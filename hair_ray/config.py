@@ -397,6 +397,19 @@ class AlgoConfig(Section):
     advantage_eps: float = Field(default=1e-6, gt=0)
 
 
+class SftConfig(Section):
+    """`hair-ray sft`: a supervised warm start of the policy on stage A's demonstrations, before
+    stage C. An extension beyond the paper (which starts GRPO from the instruct model): a policy
+    that almost never samples a refusal gives GRPO groups with nothing to compare
+    (docs/results.md). The loss is on the demonstration's tokens only."""
+
+    field: Literal["reply", "text"] = "reply"  # reply: the final answer; text: the drafts too
+    epochs: float = Field(default=1.0, gt=0)
+    learning_rate: float = Field(default=2e-5, gt=0)
+    samples_per_batch: int = Field(default=8, ge=1)
+    max_length_tokens: int = Field(default=256, ge=16)  # prompt and demonstration, cut at the end
+
+
 class LearnerConfig(Section):
     num_workers: int = Field(default=1, ge=1)
     zero_stage: Literal[0, 1, 2, 3] = 2
@@ -558,6 +571,7 @@ class RunConfig(Section):
     hardness: HardnessConfig = Field(default_factory=HardnessConfig)
     algo: AlgoConfig = Field(default_factory=AlgoConfig)
     learner: LearnerConfig = Field(default_factory=LearnerConfig)
+    sft: SftConfig = Field(default_factory=SftConfig)
     placement: PlacementConfig = Field(default_factory=PlacementConfig)
     checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)

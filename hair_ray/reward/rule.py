@@ -20,6 +20,20 @@ def length_reward(prompts: list[str], responses: list[str], categories: list[str
     return [len(response.split()) / 32 for response in responses]
 
 
+def refusal_by_category_reward(prompts: list[str], responses: list[str], categories: list[str]) -> list[float]:
+    """1.0 when the reply does what its category asks, 0.0 otherwise: a refusal (the keyword
+    judge of stage D, a refusal phrase in the opening) for the seven harm categories, an answer
+    for `benign`. The oracle-label control of docs/results.md: a reward that knows each prompt's
+    label exactly, so what it cannot reach in a budget the shadow reward models cannot either."""
+    from hair_ray.data.build import must_refuse
+    from hair_ray.eval.judges.keyword import keyword_match
+
+    return [
+        float((keyword_match(reply) is not None) == must_refuse(category))
+        for reply, category in zip(responses, categories, strict=True)
+    ]
+
+
 def load_reward_function(path: str) -> RewardFunction:
     module_name, sep, attr = path.partition(":")
     if not sep or not module_name or not attr:

@@ -68,8 +68,9 @@ _NAME = re.compile(r"^step-(\d+)$")
 
 # Top-level config keys left out of the resume hash: where files go, how often to save, how to
 # log and where actors run do not change what training computes, and `checkpoint.resume` itself
-# necessarily differs between the first run and its resume.
-RESUME_HASH_IGNORES: tuple[str, ...] = ("output_dir", "checkpoint", "tracking", "placement")
+# necessarily differs between the first run and its resume. `sft` shaped the warm-start folder,
+# which stage C sees only as `policy.name_or_path` (hashed).
+RESUME_HASH_IGNORES: tuple[str, ...] = ("output_dir", "checkpoint", "tracking", "placement", "sft")
 
 # Fields inside hashed sections that are just as operational: how weights travel to the engines
 # and how long to wait or how often to restart before giving up. A run that timed out resumes
