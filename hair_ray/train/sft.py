@@ -61,11 +61,15 @@ def run_sft(config: RunConfig, out: str | Path | None = None, *, overwrite: bool
     from hair_ray.train.launcher import load_train_records
 
     target = Path(out) if out is not None else default_sft_dir(config)
-    if target.exists() and not overwrite and (not target.is_dir() or any(target.iterdir())):
-        raise WouldOverwriteError(f"{target} is not empty: choose another --out, or pass --overwrite to replace it")
+    if target.exists() and not overwrite:
+        if not target.is_dir():
+            raise WouldOverwriteError(f"{target} is a file: give a folder with --out, or pass --overwrite to replace it")
+        if any(target.iterdir()):
+            raise WouldOverwriteError(f"{target} is not empty: choose another --out, or pass --overwrite to replace it")
     settings = config.sft
+    dataset = str(Path(config.data.dataset_dir) / "train.jsonl")  # the file load_train_records reads
     records = load_train_records(config)
-    rows = sft_rows(records, settings.field, str(Path(config.data.dataset_dir) / "train.jsonl"))
+    rows = sft_rows(records, settings.field, dataset)
     torch.manual_seed(config.seed)
     model = load_causal_lm(config.policy, on_gpu=torch.cuda.is_available())
     tokenizer = load_tokenizer(config.policy)
@@ -91,7 +95,7 @@ def run_sft(config: RunConfig, out: str | Path | None = None, *, overwrite: bool
     losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
     manifest = {
         "policy": config.policy.name_or_path,
-        "dataset": str(Path(config.data.dataset_dir) / "train.jsonl"),
+        "dataset": dataset,
         "dataset_fingerprint": json_fingerprint(records),
         "records": len(records),
         "seed": config.seed,
