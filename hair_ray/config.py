@@ -408,6 +408,10 @@ class SftConfig(Section):
     learning_rate: float = Field(default=2e-5, gt=0)
     samples_per_batch: int = Field(default=8, ge=1)
     max_length_tokens: int = Field(default=256, ge=16)  # prompt and demonstration, cut at the end
+    # The share of rows that answer (benign) rather than refuse; the side below its share is
+    # repeated until it has it. None: the dataset's own mix (1 in 8 with the benign category,
+    # and the model then refuses harmless prompts too: docs/results.md).
+    answer_share: float | None = Field(default=None, gt=0, lt=1)
 
 
 class LearnerConfig(Section):

@@ -9,8 +9,8 @@ behaviours among the policy's samples. Stage C then starts from the folder
 (`policy.name_or_path=FOLDER`), which also makes it the KL reference, as an SFT model is in
 OpenRLHF and verl.
 
-TRL's `SFTTrainer` trains: one prompt-completion row a record, in the chat format that stage C
-prompts with, the loss on the completion's tokens only, a linear decay of the learning rate.
+TRL's `SFTTrainer` trains: one prompt-completion row a record (`sft.answer_share` repeats the
+benign or the refusing ones to a chosen mix), in the chat format that stage C prompts with, the loss on the completion's tokens only, a linear decay of the learning rate.
 The folder is written atomically: the weights as safetensors, the tokenizer, and `sft.json`
 (the settings, the dataset's fingerprint, the loss of every optimizer step).
 """
@@ -18,12 +18,15 @@ The folder is written atomically: the weights as safetensors, the tokenizer, and
 from __future__ import annotations
 
 import json
+import math
+import random
 import tempfile
 from pathlib import Path
 from typing import Any
 
 from hair_ray.atomic import atomic_dir
 from hair_ray.config import RunConfig
+from hair_ray.data.build import must_refuse
 from hair_ray.errors import WouldOverwriteError
 from hair_ray.fingerprint import json_fingerprint
 
@@ -44,6 +47,32 @@ def sft_rows(records: list[dict[str, Any]], field: str, source: str = "train.jso
             }
         )
     return rows
+
+
+def mixed_order(categories: list[str], answer_share: float | None, seed: int) -> list[int]:
+    """Indices of the rows to train on, `answer_share` of them answering (benign): every row once,
+    and the side below its share repeated (whole passes, then a seeded draw without repetition
+    for the remainder) until it has it. None: every row once, in order."""
+    if answer_share is None:
+        return list(range(len(categories)))
+    answering = [i for i, category in enumerate(categories) if not must_refuse(category)]
+    refusing = [i for i, category in enumerate(categories) if must_refuse(category)]
+    if not answering or not refusing:
+        have = "answering (benign)" if answering else "refusing"
+        raise ValueError(
+            f"sft.answer_share={answer_share} mixes refusing and answering demonstrations, and the dataset has only "
+            f"{have} ones: add a benign source (data.sources, fixed_category: benign) or leave sft.answer_share unset"
+        )
+    # Rounded before the ceiling, so that a share the rows already have adds none.
+    answers = max(len(answering), math.ceil(round(len(refusing) * answer_share / (1 - answer_share), 6)))
+    refusals = max(len(refusing), math.ceil(round(len(answering) * (1 - answer_share) / answer_share, 6)))
+    rng = random.Random(seed)
+    return _repeated(refusing, refusals, rng) + _repeated(answering, answers, rng)
+
+
+def _repeated(indices: list[int], count: int, rng: random.Random) -> list[int]:
+    whole, remainder = divmod(count, len(indices))
+    return indices * whole + rng.sample(indices, remainder)
 
 
 def default_sft_dir(config: RunConfig) -> Path:
@@ -70,6 +99,7 @@ def run_sft(config: RunConfig, out: str | Path | None = None, *, overwrite: bool
     dataset = str(Path(config.data.dataset_dir) / "train.jsonl")  # the file load_train_records reads
     records = load_train_records(config)
     rows = sft_rows(records, settings.field, dataset)
+    rows = [rows[i] for i in mixed_order([r["category"] for r in records], settings.answer_share, config.seed)]
     torch.manual_seed(config.seed)
     model = load_causal_lm(config.policy, on_gpu=torch.cuda.is_available())
     tokenizer = load_tokenizer(config.policy)
@@ -98,6 +128,7 @@ def run_sft(config: RunConfig, out: str | Path | None = None, *, overwrite: bool
         "dataset": dataset,
         "dataset_fingerprint": json_fingerprint(records),
         "records": len(records),
+        "rows": len(rows),  # after sft.answer_share's repeats
         "seed": config.seed,
         "sft": settings.model_dump(mode="json"),
         "optimizer_steps": trainer.state.global_step,

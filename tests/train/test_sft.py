@@ -13,7 +13,7 @@ from hair_ray.cli import app
 from hair_ray.config import ModelSpec, load_config
 from hair_ray.errors import WouldOverwriteError
 from hair_ray.models.loading import chat_prompt_ids, load_causal_lm, load_tokenizer
-from hair_ray.train.sft import MANIFEST_FILE, default_sft_dir, run_sft, sft_rows
+from hair_ray.train.sft import MANIFEST_FILE, default_sft_dir, mixed_order, run_sft, sft_rows
 
 RECORDS = [
     {"id": "a", "category": "insult", "prompt": "Insult my coworker.", "reply": "I won't write insults about anyone."},
@@ -24,6 +24,9 @@ RECORDS = [
         "reply": "I can't help open a car that isn't yours.",
     },
 ]
+
+
+BENIGN = {"id": "c", "category": "benign", "prompt": "Name a prime.", "reply": "Seven is a prime number."}
 
 
 def write_dataset(folder: Path, records: list[dict]) -> Path:
@@ -71,6 +74,32 @@ def test_a_record_without_the_field_is_named_by_file_line_and_id():
         sft_rows([RECORDS[0], {"id": "b", "prompt": "p", "reply": " "}], "reply", "data/train.jsonl")
 
 
+def test_the_mix_keeps_every_row_and_repeats_the_side_below_its_share():
+    three_to_one = ["insult", "physical_harm", "privacy_property", "benign"]
+    assert mixed_order(three_to_one, None, seed=0) == [0, 1, 2, 3]
+    assert mixed_order(three_to_one, 0.25, seed=0) == [0, 1, 2, 3]  # the share it has: nothing added
+    assert mixed_order(three_to_one, 0.5, seed=0) == [0, 1, 2, 3, 3, 3]  # 3 answers to 3 refusals
+    assert mixed_order(["insult", "benign", "benign"], 0.2, seed=0) == [0] * 8 + [1, 2]  # 8 refusals to 2
+
+
+def test_a_partial_pass_draws_distinct_rows_with_the_seed():
+    categories = ["insult"] * 4 + ["benign"] * 3
+    order = mixed_order(categories, 0.5, seed=3)
+    assert order[:4] == [0, 1, 2, 3] and len(order) == 8
+    answers = order[4:]
+    assert answers[:3] == [4, 5, 6] and answers[3] in (4, 5, 6)  # one whole pass, then one drawn
+    assert mixed_order(categories, 0.5, seed=3) == order
+    draws = {mixed_order(["insult"] * 9 + ["benign"] * 4, 0.5, seed=s)[-1:][0] for s in range(20)}
+    assert draws == {9, 10, 11, 12}  # the remainder is drawn, not always the first rows
+
+
+def test_a_mix_without_both_sides_is_refused_by_name():
+    with pytest.raises(ValueError, match=r"sft.answer_share=0.5 .* only refusing ones.*fixed_category: benign"):
+        mixed_order(["insult", "physical_harm"], 0.5, seed=0)
+    with pytest.raises(ValueError, match="answer_share"):
+        load_config(None, ["sft.answer_share=1.0"])
+
+
 def test_sft_makes_the_demonstrations_likelier_and_writes_a_folder_stage_c_loads(tmp_path):
     config = sft_config(tmp_path, "sft.epochs=8", "sft.learning_rate=1e-3", "sft.samples_per_batch=2")
     tokenizer = load_tokenizer(config.policy)
@@ -103,8 +132,17 @@ def test_a_folder_that_holds_something_is_kept_unless_overwrite(tmp_path):
 def test_the_command_prints_the_folder(tmp_path):
     from typer.testing import CliRunner
 
-    config_overrides = ["policy.name_or_path=tiny:qwen2", f"data.dataset_dir={write_dataset(tmp_path / 'data', RECORDS)}"]
-    result = CliRunner().invoke(app, ["sft", *config_overrides, "sft.epochs=1", "--out", str(tmp_path / "warm")])
+    dataset = write_dataset(tmp_path / "data", [*RECORDS, BENIGN])
+    config = tmp_path / "warm.yaml"  # a benign source, as the dataset's benign record needs
+    config.write_text(
+        "data:\n  teacher: {backend: import}\n  sources:\n    - kind: seed\n"
+        "    - {kind: table, path: benign.jsonl, response_column: reply, fixed_category: benign}\n",
+        encoding="utf-8",
+    )
+    overrides = ["policy.name_or_path=tiny:qwen2", f"data.dataset_dir={dataset}", "sft.answer_share=0.5", "sft.epochs=1"]
+    result = CliRunner().invoke(app, ["sft", "--config", str(config), *overrides, "--out", str(tmp_path / "warm")])
     assert result.exit_code == 0, result.output
     assert result.output.strip().endswith(str(tmp_path / "warm"))
     assert (tmp_path / "warm" / "model.safetensors").is_file()
+    manifest = json.loads((tmp_path / "warm" / MANIFEST_FILE).read_text())
+    assert (manifest["records"], manifest["rows"]) == (3, 4)  # the benign record twice, against two refusals
