@@ -10,7 +10,8 @@ behaviours among the policy's samples. Stage C then starts from the folder
 OpenRLHF and verl.
 
 TRL's `SFTTrainer` trains: one prompt-completion row a record (`sft.answer_share` repeats the
-benign or the refusing ones to a chosen mix), in the chat format that stage C prompts with, the loss on the completion's tokens only, a linear decay of the learning rate.
+benign or the refusing ones to a chosen mix), in the chat format that stage C prompts with, the
+loss on the completion's tokens only, a linear decay of the learning rate.
 The folder is written atomically: the weights as safetensors, the tokenizer, and `sft.json`
 (the settings, the dataset's fingerprint, the loss of every optimizer step).
 """
