@@ -223,6 +223,10 @@ class DataConfig(Section):
     # category can fill (equal counts), and fails below min_prompts_per_category.
     prompts_per_category: int | None = Field(default=None, ge=1)
     min_prompts_per_category: int = Field(default=1, ge=1)
+    # How many prompts the benign category holds, as many as it can fill up to this; None: as
+    # many as each harm category. An extension, off by default: the seven stay balanced, and a
+    # warm start with as many answers as refusals then needs fewer repeats (docs/data.md).
+    benign_prompts: int | None = Field(default=None, ge=1)
     split: SplitFractions = Field(default_factory=SplitFractions)
     teacher: TeacherConfig = Field(default_factory=TeacherConfig)
     max_prompt_chars: int = Field(default=4000, ge=16)  # longer prompts are dropped and counted
@@ -235,6 +239,12 @@ class DataConfig(Section):
                 "a benign source (fixed_category: benign) brings its own helpful replies, and the teachers' "
                 f"template writes refusals: set data.teacher.backend=import (it is {self.teacher.backend!r})"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _benign_count_needs_benign(self) -> DataConfig:
+        if self.benign_prompts is not None and not self.has_benign:
+            raise ValueError("data.benign_prompts sizes the benign category: add a source with fixed_category: benign")
         return self
 
     @property

@@ -160,6 +160,32 @@ def test_a_build_with_a_benign_source_balances_eight_categories(tmp_path):
     assert all(r["reply"].startswith("Blue is a colour") for r in benign)
 
 
+def test_benign_prompts_sizes_the_benign_category_alone(tmp_path):
+    path = write_instructions(tmp_path / "a.json", 30)
+    overrides = (f"data.dataset_dir={tmp_path / 'out'}", "data.teacher.backend=import", "data.benign_prompts=20")
+    config = run_config(*overrides, sources=[{"kind": "seed"}, benign_source(path, leave_out_evaluated=5)])
+    report = build_dataset(config.data).report
+    assert report["per_category"] == 14 and report["categories"]["benign"]["used"] == 20  # 25 available
+    assert report["records"] == 7 * 14 + 20
+    assert all(report["categories"][c]["used"] == 14 for c in ALL_CATEGORY_NAMES if c != "benign")
+    splits = report["splits"]
+    assert sum(split["per_category"]["benign"] for split in splits.values()) == 20
+    assert splits["train"]["per_category"]["benign"] > splits["train"]["per_category"]["insult"]
+
+    more = run_config(
+        f"data.dataset_dir={tmp_path / 'all'}",
+        "data.teacher.backend=import",
+        "data.benign_prompts=500",
+        sources=[{"kind": "seed"}, benign_source(path, leave_out_evaluated=5)],
+    )
+    assert build_dataset(more.data).report["categories"]["benign"]["used"] == 25  # as many as it has
+
+
+def test_benign_prompts_without_a_benign_source_is_refused_by_name():
+    with pytest.raises(ValueError, match="data.benign_prompts sizes the benign category: add a source with fixed_category"):
+        load_config(None, ["data.benign_prompts=20"])
+
+
 # --------------------------------------------------------------------------- stages B and C
 
 RECORDS = [

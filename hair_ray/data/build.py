@@ -3,11 +3,12 @@
 
     rows      = load every source (mapped to the seven categories; bad rows counted)
     rows      = deduplicate(rows)
-    pools     = each category's rows in a seeded order; target = smallest category (or the cap)
-    accepted  = ask the teacher, category by category in turn, until each has `target` demos
+    pools     = each category's rows in a seeded order; target = smallest category (or the cap);
+                with data.benign_prompts, the benign category's own target, the seven's without it
+    accepted  = ask the teacher, category by category in turn, until each has its target of demos
                 (each reply parsed and filtered; rejects counted; generated replies appended to
                 DIR/.partial so that a re-run after a crash skips them)
-    final     = the smallest accepted count: every category is cut to it
+    final     = the smallest accepted count: every category is cut to it (benign to its own)
     splits    = stratified train / val / test; write train.jsonl, val.jsonl, test.jsonl,
                 report.json into a temporary folder and rename it over DIR
 """
@@ -26,7 +27,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from hair_ray.atomic import atomic_dir, file_lock
-from hair_ray.categories import Category, with_benign
+from hair_ray.categories import CATEGORIES, Category, with_benign
 from hair_ray.config import DataConfig
 from hair_ray.data.balance import (
     SPLITS,
@@ -107,12 +108,16 @@ def build_dataset(cfg: DataConfig, *, progress: Progress | None = None) -> Build
         categories = with_benign(cfg.has_benign)
         pools = category_pools(rows, cfg.seed, categories)
         available = {c: len(pools[c]) for c in categories}
+        # The categories held to one count: all of them, or the seven when benign has its own.
+        balanced = [c for c in categories if not (c is Category.BENIGN and cfg.benign_prompts is not None)]
         try:
-            target = choose_target(available, cfg.prompts_per_category, cfg.min_prompts_per_category)
+            check_minimum(available, cfg.min_prompts_per_category, what="usable prompts", categories=categories)
+            target = choose_target({c: available[c] for c in balanced}, cfg.prompts_per_category, cfg.min_prompts_per_category)
         except BalanceError as err:
             raise BuildError(str(err)) from None
-        # 4. demonstrations, until every category has `target` of them (or runs out of prompts)
-        collector = DemoCollector(cfg, pools, target, out / PARTIAL_DIR, report_progress)
+        targets = {c: target if c in balanced else min(cfg.benign_prompts or 0, available[c]) for c in categories}
+        # 4. demonstrations, until every category has its target of them (or runs out of prompts)
+        collector = DemoCollector(cfg, pools, targets, out / PARTIAL_DIR, report_progress)
         accepted = collector.run()
         # 5. equal counts, 6. split, 7. write
         counts = {c: len(accepted[c]) for c in categories}
@@ -120,10 +125,11 @@ def build_dataset(cfg: DataConfig, *, progress: Progress | None = None) -> Build
             check_minimum(counts, cfg.min_prompts_per_category, what="accepted demonstrations", categories=categories)
         except BalanceError as err:
             raise BuildError(f"{err} Teacher rejects: {dict(collector.stats.rejects.most_common())}") from None
-        final = min(counts.values())
-        chosen = {c: accepted[c][:final] for c in categories}
+        final = min(counts[c] for c in balanced)
+        used = {c: final if c in balanced else counts[c] for c in categories}
+        chosen = {c: accepted[c][: used[c]] for c in categories}
         splits = split_by_category(chosen, cfg.split, cfg.seed)
-        report = make_report(cfg, loaded, duplicates, available, target, final, collector, splits)
+        report = make_report(cfg, loaded, duplicates, available, target, used, collector, splits)
         report_progress("write", 0, 1)
         write_dataset(out, splits, report)
         report_progress("write", 1, 1)
@@ -275,19 +281,20 @@ class PartialLog:
 
 
 class DemoCollector:
-    """Fills every category with `target` accepted demonstrations, in pool order."""
+    """Fills every category with its target of accepted demonstrations, in pool order."""
 
     def __init__(
         self,
         cfg: DataConfig,
         pools: dict[Category, list[PromptRow]],
-        target: int,
+        targets: dict[Category, int],
         partial_dir: Path,
         progress: Progress,
     ) -> None:
         self.cfg = cfg
         self.pools = pools
-        self.target = target
+        self.targets = targets
+        self.wanted = sum(targets.values())
         self.progress = progress
         self.stats = TeacherStats()
         self.categories = tuple(pools)
@@ -318,7 +325,7 @@ class DemoCollector:
         self.partial = PartialLog(partial_dir / f"teacher-{teacher_cfg.backend}-{self.fingerprint}.jsonl")
 
     def full(self, category: Category) -> bool:
-        return len(self.accepted[category]) >= self.target
+        return len(self.accepted[category]) >= self.targets[category]
 
     def all_full(self) -> bool:
         return all(self.full(c) for c in self.categories)
@@ -332,7 +339,7 @@ class DemoCollector:
         else:
             self.accepted[row.category][row_key(row)] = record
             self.stats.accepted_by[teacher] += 1
-        self.progress("demonstrations", sum(len(a) for a in self.accepted.values()), self.target * len(self.categories))
+        self.progress("demonstrations", sum(len(a) for a in self.accepted.values()), self.wanted)
 
     def _fallback(self, row: PromptRow) -> None:
         """Existing replies for a prompt the model teacher failed on (teacher.fallback: import)."""
@@ -350,7 +357,7 @@ class DemoCollector:
         return TeacherRequest(key, row.prompt, row.category.value, request_seed(self.cfg.seed, key))
 
     def run(self) -> dict[Category, list[dict[str, Any]]]:
-        self.progress("demonstrations", 0, self.target * len(self.categories))
+        self.progress("demonstrations", 0, self.wanted)
         if self.fingerprint is None:
             self._run_teacher(self.replies, cached={})
         else:
@@ -428,7 +435,7 @@ def make_report(
     duplicates: DropLog,
     available: dict[Category, int],
     target: int,
-    final: int,
+    used: dict[Category, int],
     collector: DemoCollector,
     splits: dict[str, list[dict[str, Any]]],
 ) -> dict[str, Any]:
@@ -459,7 +466,7 @@ def make_report(
             "asked": stats.asked[c],
             "accepted": len(collector.accepted[c]),
             "rejected": stats.rejected[c],
-            "used": final,
+            "used": used[c],
         }
         for c in collector.categories
     }
@@ -467,8 +474,8 @@ def make_report(
         "format": REPORT_FORMAT,
         "seed": cfg.seed,
         "config_hash": data_config_hash(cfg),
-        "records": final * len(collector.categories),
-        "per_category": final,
+        "records": sum(used.values()),
+        "per_category": min(used[c] for c in CATEGORIES),  # the seven's; benign's: categories.benign.used
         "target_per_category": target,
         "categories": categories,
         "splits": {
