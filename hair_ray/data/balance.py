@@ -74,12 +74,15 @@ def category_pools(
     return pools
 
 
-def choose_target(available: dict[Category, int], cap: int | None, minimum: int) -> int:
-    """The per-category count: the smallest category's count, lowered to `cap` when set.
+def choose_target(
+    available: dict[Category, int], cap: int | None, minimum: int, balanced: Sequence[Category] | None = None
+) -> int:
+    """The per-category count: the smallest count among the `balanced` categories (default: all
+    of them), lowered to `cap` when set.
 
-    Raises BalanceError, naming every short category, when it would fall below `minimum`.
+    Raises BalanceError, naming every short category, when any would fall below `minimum`.
     """
-    target = min(available.values())
+    target = min(available[c] for c in (available if balanced is None else balanced))
     if cap is not None:
         target = min(target, cap)
     check_minimum(available, minimum, what="usable prompts", categories=tuple(available))

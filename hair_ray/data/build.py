@@ -109,13 +109,14 @@ def build_dataset(cfg: DataConfig, *, progress: Progress | None = None) -> Build
         pools = category_pools(rows, cfg.seed, categories)
         available = {c: len(pools[c]) for c in categories}
         # The categories held to one count: all of them, or the seven when benign has its own.
-        balanced = [c for c in categories if not (c is Category.BENIGN and cfg.benign_prompts is not None)]
+        balanced = categories if cfg.benign_prompts is None else CATEGORIES
         try:
-            check_minimum(available, cfg.min_prompts_per_category, what="usable prompts", categories=categories)
-            target = choose_target({c: available[c] for c in balanced}, cfg.prompts_per_category, cfg.min_prompts_per_category)
+            target = choose_target(available, cfg.prompts_per_category, cfg.min_prompts_per_category, balanced)
         except BalanceError as err:
             raise BuildError(str(err)) from None
-        targets = {c: target if c in balanced else min(cfg.benign_prompts or 0, available[c]) for c in categories}
+        targets = dict.fromkeys(categories, target)
+        if cfg.benign_prompts is not None:
+            targets[Category.BENIGN] = min(cfg.benign_prompts, available[Category.BENIGN])
         # 4. demonstrations, until every category has its target of them (or runs out of prompts)
         collector = DemoCollector(cfg, pools, targets, out / PARTIAL_DIR, report_progress)
         accepted = collector.run()

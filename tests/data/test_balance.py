@@ -85,6 +85,11 @@ def test_target_is_the_smallest_category_or_the_cap():
     assert choose_target(available, None, 1) == 10
     assert choose_target(available, 4, 1) == 4
     assert choose_target(available, 50, 1) == 10  # a cap above what every category has
+    with_benign = available | {Category.BENIGN: 3}
+    assert choose_target(with_benign, None, 1) == 3
+    assert choose_target(with_benign, None, 1, balanced=CATEGORIES) == 10  # benign keeps its own count
+    with pytest.raises(BalanceError, match="benign has 3"):
+        choose_target(with_benign, None, 5, balanced=CATEGORIES)  # but not below the minimum
 
 
 def test_minimum_fails_with_the_short_categories_named():
