@@ -4,6 +4,7 @@ relative τ = 4 the gap filter can drop nothing, so α^M was exactly 1 and HAIR 
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -62,3 +63,20 @@ def test_the_relative_tau_of_the_defaults_filters_nothing_at_this_group_size():
     out, ids = advantages(config)
     assert out.alpha_m.tolist() == [1.0] * 8  # no gap lies further than (G − 1)·var: α^M ≡ 1
     assert scaling_effect(out, ids).alpha_m_active_fraction == 0.0
+
+
+def test_the_trainer_applies_hardness_strength():
+    # The driver's advantage step reads every hardness field from the config; strength 2 squares
+    # the weight, so |A − Â| / |Â| = |α² − 1| per sample where the paper's has |α − 1|.
+    from hair_ray.train.trainer import Trainer
+
+    def trainer_advantages(overrides):
+        config = load_config("jobs/align_smollm2_cpu.yaml", overrides)
+        driver = SimpleNamespace(config=config)
+        alpha_d = [1.2, 0.9, 1.0, 0.9, 1.0, 1.0, 1.0, 1.0]
+        return Trainer._advantages(driver, REWARDS, [i // 4 for i in range(8)], {"alpha": alpha_d}, [DEMO_REWARD] * 8)
+
+    paper, strong = trainer_advantages([]), trainer_advantages(["hardness.strength=2"])
+    alpha = paper.advantages / paper.base_advantages
+    torch.testing.assert_close(strong.advantages, alpha**2 * paper.base_advantages)
+    assert not torch.allclose(strong.advantages, paper.advantages)

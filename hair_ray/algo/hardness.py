@@ -31,6 +31,7 @@ __all__ = [
     "data_hardness",
     "model_responsiveness",
     "combine_alphas",
+    "strengthen_alpha",
     "grpo_s_advantages",
     "ScalingEffect",
     "scaling_effect",
@@ -190,6 +191,23 @@ def combine_alphas(
     raise ValueError(f"unknown combine mode {mode!r}; expected 'product' or 'sum'")
 
 
+def strengthen_alpha(alpha: Tensor, strength: float, alpha_clip: float | None = 10.0) -> Tensor:
+    """The hardness weight with its effect scaled: α' = α^s, clamped to [1/c, c].
+
+    An extension beyond the paper (``hardness.strength``). At the paper's scales α moves the
+    advantages by a few per cent (docs/results.md); the power keeps every weight positive (no
+    advantage changes sign), keeps which response is upweighted, and multiplies log α by s, so
+    α^D and α^M are strengthened alike: (α^D · α^M)^s = (α^D)^s · (α^M)^s. s = 1 returns α
+    itself, untouched; c = ``alpha_clip`` (None: no clamp) bounds what the power can reach.
+    """
+    if strength == 1:
+        return alpha
+    strong = alpha.pow(strength)
+    if alpha_clip is not None:
+        strong = strong.clamp(1.0 / alpha_clip, alpha_clip)
+    return strong
+
+
 class GRPOSAdvantages(NamedTuple):
     advantages: Tensor  # [B] A = α · Â
     base_advantages: Tensor  # [B] Â (plain GRPO)
@@ -213,9 +231,13 @@ def grpo_s_advantages(
     alpha_clip: float | None = 10.0,
     combine: CombineMode = "product",
     data_weight: float = 0.5,
+    strength: float = 1.0,
     eps: float = 1e-6,
 ) -> GRPOSAdvantages:
     """GRPO-S advantage: A_i = α^D_i · α^M_q · Â_i (or the weighted sum of the alphas).
+
+    ``strength`` s ≠ 1 scales the combined weight's effect, A_i = α_i^s · Â_i
+    (:func:`strengthen_alpha`, an extension; 1 is the paper).
 
     Â is ``group_advantages(rewards, group_ids, eps)``. The scaling goes on the advantage, not
     on the reward: a per-group constant factor on the rewards would cancel in the group
@@ -243,7 +265,7 @@ def grpo_s_advantages(
         a_m, kept = ones, torch.ones_like(adv, dtype=torch.bool)
 
     if use_data_hardness or use_model_responsiveness:
-        scaled = combine_alphas(a_d, a_m, combine, data_weight) * adv
+        scaled = strengthen_alpha(combine_alphas(a_d, a_m, combine, data_weight), strength, alpha_clip) * adv
     else:
         scaled = adv  # plain GRPO, untouched
     return GRPOSAdvantages(

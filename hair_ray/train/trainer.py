@@ -227,6 +227,7 @@ class Trainer:
             alpha_clip=hardness.alpha_clip,
             combine=hardness.combine,
             data_weight=hardness.data_weight,
+            strength=hardness.strength,
             eps=self.config.algo.advantage_eps,
         )
 

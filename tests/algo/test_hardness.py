@@ -21,6 +21,7 @@ from hair_ray.algo.hardness import (
     model_responsiveness,
     piece_similarity,
     scaling_effect,
+    strengthen_alpha,
 )
 
 SIN60 = math.sqrt(3) / 2  # 0.8660254038
@@ -263,6 +264,32 @@ def test_grpo_s_sum_combine() -> None:
     # α = ½ α^D + ½ α^M: first sample ½·1.2 + ½·1.0382531181 = 1.1191265591
     #   A = 1.1191265591 · −0.7559286603 = −0.8459798405
     close(out.advantages[0], -0.8459798405, atol=1e-9)
+
+
+def test_strengthen_alpha() -> None:
+    alpha = torch.tensor([0.5, 1.0, 3.0], dtype=torch.float64)
+    assert strengthen_alpha(alpha, 1.0) is alpha  # the paper: untouched
+    # s = 3: 0.5³ = 0.125, 1³ = 1, 3³ = 27 -> clamped to c = 10
+    close(strengthen_alpha(alpha, 3.0), [0.125, 1.0, 10.0])
+    close(strengthen_alpha(alpha, 3.0, alpha_clip=None), [0.125, 1.0, 27.0])
+    # s = 0.5 weakens: √0.5 = 0.7071067812, √3 = 1.7320508076
+    close(strengthen_alpha(alpha, 0.5), [0.7071067812, 1.0, 1.7320508076], atol=1e-9)
+
+
+def test_grpo_s_strength_squares_the_product() -> None:
+    out = grpo_s_advantages(**_grpo_s_inputs(), tau=4.0, tau_mode="absolute", strength=2.0)
+    # α = α^D · α^M as in test_grpo_s_product, then squared, A = α² · Â:
+    #   (1.2 · 1.0382531181)² = 1.2459037417² = 1.5522761336; · −0.7559286603 = −1.1734100181
+    #   (1.0 · 1.0382531181)² = 1.0779695372;                 · −0.3779643302 = −0.4074340341
+    #   (0.8 · 1.0382531181)² = 0.8306024945² = 0.6899005038; ·  1.1338929905 = 0.7822733454
+    close(out.advantages, [-1.1734100181, 0.0, -0.4074340341, 0.0, 0.7822733454], atol=1e-9)
+    # the factors themselves are reported as computed, and the base advantage is untouched
+    close(out.alpha_m, [ALPHA_M, 1.0, ALPHA_M, 1.0, ALPHA_M], atol=1e-9)
+    close(out.base_advantages, A_HAT, atol=1e-9)
+    # plain GRPO stays plain whatever the strength: no factor, nothing to raise
+    x = _grpo_s_inputs()
+    plain = grpo_s_advantages(**x, use_data_hardness=False, use_model_responsiveness=False, strength=3.0)
+    assert torch.equal(plain.advantages, group_advantages(x["rewards"], x["group_ids"]).advantages)
 
 
 def test_grpo_s_single_factor_switches() -> None:
