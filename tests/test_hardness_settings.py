@@ -9,8 +9,9 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from hair_ray.algo.hardness import grpo_s_advantages, scaling_effect
+from hair_ray.algo.hardness import scaling_effect
 from hair_ray.config import load_config
+from hair_ray.train.trainer import Trainer
 
 JOBS = ["jobs/demo_cpu.yaml", "jobs/align_smollm2_cpu.yaml"]
 
@@ -21,25 +22,16 @@ DEMO_REWARD = 2.0
 
 
 def advantages(config, rewards=REWARDS):
-    h = config.hardness
+    """The advantages as the driver computes them from `config` (Trainer._advantages)."""
     group = config.algo.group_size
-    ids = torch.tensor([i // group for i in range(len(rewards))])
+    group_ids = [i // group for i in range(len(rewards))]
     # α^D as the scorer gives it: a ratio to the group mean of σ(δ), here δ = 0.2 ... 0.5.
     delta = torch.tensor([0.2, 0.3, 0.4, 0.5] * (len(rewards) // group))
     sig = torch.sigmoid(delta)
     alpha_d = sig / sig.view(-1, group).mean(dim=1).repeat_interleave(group)
-    out = grpo_s_advantages(
-        torch.tensor(rewards),
-        ids,
-        alpha_d=alpha_d,
-        demo_rewards=torch.full((len(rewards),), DEMO_REWARD),
-        tau=h.tau,
-        tau_mode=h.tau_mode,
-        alpha_clip=h.alpha_clip,
-        combine=h.combine,
-        data_weight=h.data_weight,
-    )
-    return out, ids
+    driver = SimpleNamespace(config=config)
+    out = Trainer._advantages(driver, list(rewards), group_ids, {"alpha": alpha_d.tolist()}, [DEMO_REWARD] * len(rewards))
+    return out, torch.tensor(group_ids)
 
 
 @pytest.mark.parametrize("job", JOBS)
@@ -66,17 +58,10 @@ def test_the_relative_tau_of_the_defaults_filters_nothing_at_this_group_size():
 
 
 def test_the_trainer_applies_hardness_strength():
-    # The driver's advantage step reads every hardness field from the config; strength 2 squares
-    # the weight, so |A − Â| / |Â| = |α² − 1| per sample where the paper's has |α − 1|.
-    from hair_ray.train.trainer import Trainer
-
-    def trainer_advantages(overrides):
-        config = load_config("jobs/align_smollm2_cpu.yaml", overrides)
-        driver = SimpleNamespace(config=config)
-        alpha_d = [1.2, 0.9, 1.0, 0.9, 1.0, 1.0, 1.0, 1.0]
-        return Trainer._advantages(driver, REWARDS, [i // 4 for i in range(8)], {"alpha": alpha_d}, [DEMO_REWARD] * 8)
-
-    paper, strong = trainer_advantages([]), trainer_advantages(["hardness.strength=2"])
+    # strength 2 squares the weight, so |A − Â| / |Â| = |α² − 1| per sample where the paper's
+    # has |α − 1|.
+    paper, _ = advantages(load_config("jobs/align_smollm2_cpu.yaml", []))
+    strong, _ = advantages(load_config("jobs/align_smollm2_cpu.yaml", ["hardness.strength=2"]))
     alpha = paper.advantages / paper.base_advantages
     torch.testing.assert_close(strong.advantages, alpha**2 * paper.base_advantages)
     assert not torch.allclose(strong.advantages, paper.advantages)
