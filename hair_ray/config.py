@@ -97,6 +97,9 @@ class SourceConfig(Section):
     # same prompts when it keeps at most this many (`eval.max_prompts_per_benchmark`, evenly
     # spaced), so that stage D never scores a prompt stage C trained on (e.g. AlpacaEval).
     leave_out_evaluated: int | None = Field(default=None, ge=1)
+    # table: keep only the rows whose columns hold these values (compared as text, case ignored),
+    # e.g. the answers a policy gave in a stage-D generations file: {expect: comply, refused: false}.
+    where: dict[str, str | int | float | bool] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _consistent(self) -> SourceConfig:
@@ -105,8 +108,7 @@ class SourceConfig(Section):
         table_only = ("category_column", "fixed_category", "response_column", "leave_out_evaluated")
         if self.kind != "table":
             used = [name for name in table_only if getattr(self, name) is not None]
-            if self.label_map:
-                used.append("label_map")
+            used += [name for name in ("label_map", "where") if getattr(self, name)]
             if used:
                 raise ValueError(f"{', '.join(used)} apply to kind 'table' only (this source is {self.kind!r})")
         if self.kind == "seed" and self.hf_id:
@@ -645,17 +647,22 @@ def parse_override(text: str) -> tuple[list[str], Any]:
 
 
 def apply_override(tree: dict[str, Any], path: list[str], value: Any) -> None:
-    """Set a dotted path; a number indexes a list (`data.sources.0.path=x`)."""
+    """Set a dotted path; a number indexes a list (`data.sources.0.path=x`), and the number one
+    past its end appends to it (`data.sources.2={kind: table, ...}` after two sources)."""
     node: Any = tree
     for i, part in enumerate(path):
         dotted = ".".join(path[: i + 1])
         last = i == len(path) - 1
+        if isinstance(node, list) and last and part == str(len(node)):
+            node.append(value)
+            return
         if isinstance(node, list):
             if not part.isdigit() or int(part) >= len(node):
+                where = ".".join(path[:i])
                 raise ConfigError(
-                    f"override {'.'.join(path)}: {'.'.join(path[:i])} is a list of {len(node)}; "
-                    f"index it with 0..{len(node) - 1} (e.g. {'.'.join(path[:i])}.0.{'.'.join(path[i + 1 :]) or 'field'}=...), "
-                    f"or replace it whole ({'.'.join(path[:i])}=[...])"
+                    f"override {'.'.join(path)}: {where} is a list of {len(node)}; "
+                    f"index it with 0..{len(node) - 1} (e.g. {where}.0.{'.'.join(path[i + 1 :]) or 'field'}=...), "
+                    f"append a whole item ({where}.{len(node)}=...), or replace it whole ({where}=[...])"
                 )
             key: Any = int(part)
             child = node[key]

@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 from hair_ray import __version__
 from hair_ray.categories import CATEGORY_NAMES
 from hair_ray.cli import app
-from hair_ray.config import load_config
+from hair_ray.config import ConfigError, load_config
 from hair_ray.errors import (
     EXIT_CHECKPOINT,
     EXIT_CLUSTER,
@@ -272,6 +272,14 @@ def test_a_config_value_that_would_be_ignored_or_misread_is_named(override, expe
 def test_a_list_item_can_be_overridden_by_its_index():
     config = load_config("jobs/demo_cpu.yaml", ["data.sources.0.path=elsewhere.jsonl"])
     assert config.data.sources[0].path == "elsewhere.jsonl"
+
+
+def test_the_index_one_past_a_lists_end_appends_a_whole_item():
+    config = load_config("jobs/demo_cpu.yaml", ["data.sources.1={kind: table, path: more.csv, category_column: harm}"])
+    assert [source.kind for source in config.data.sources] == ["seed", "table"]
+    assert config.data.sources[1].path == "more.csv" and config.data.sources[1].category_column == "harm"
+    with pytest.raises(ConfigError, match=r"append a whole item \(data.sources.1=...\)"):
+        load_config("jobs/demo_cpu.yaml", ["data.sources.1.path=more.csv"])  # a field of no item yet
 
 
 def test_an_empty_config_file_is_an_error_not_the_defaults(tmp_path):

@@ -443,7 +443,7 @@ def _load_table(reader: _Reader) -> None:
     prompt_column = cfg.prompt_column or "prompt"
     rows: Iterable[tuple[str, dict]]  # an iterator; a list where leave_out_evaluated reads it twice
     header, rows, where = reader.table()
-    needed = [c for c in (prompt_column, cfg.category_column, cfg.id_column, cfg.response_column) if c]
+    needed = [c for c in (prompt_column, cfg.category_column, cfg.id_column, cfg.response_column) if c] + list(cfg.where)
     if header is not None:  # CSV and hub tables: a missing column is a config error up front
         require_columns(where, header, needed)
     fixed = parse_category(cfg.fixed_category) if cfg.fixed_category else None
@@ -469,6 +469,10 @@ def _load_table(reader: _Reader) -> None:
             continue
         if prompt in evaluated:
             reader.drops.add("evaluated_by_stage_d", row_where)
+            continue
+        unmatched = next((c for c, want in cfg.where.items() if _label_key(row[c]) != _label_key(want)), None)
+        if unmatched is not None:
+            reader.drops.add("where_unmatched", f"{row_where} column {unmatched!r}: {row[unmatched]!r}")
             continue
         category = fixed or _category_of(row.get(cfg.category_column), label_map)
         if category is None:

@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 from hair_ray.categories import CATEGORY_NAMES
 from hair_ray.cli import app
 from hair_ray.config import RunConfig
+from hair_ray.eval.benchmarks import load_benchmark, resolve_benchmarks
 from hair_ray.eval.run import check_resources
 from hair_ray.train.placement import ClusterResources, PlacementError
 from tests.conftest import SHARED_DATA
@@ -81,6 +82,11 @@ def test_eval_compares_two_policies_on_real_engines(tmp_path):
     rows = [json.loads(line) for line in (out / "generations.jsonl").read_text().splitlines()]
     assert len(rows) == 2 * 12 and {r["policy"] for r in rows} == {"base", "tied"}
     assert all(isinstance(r["response"], str) and r["refused"] in (True, False) and 0 < r["response_tokens"] <= 8 for r in rows)
+    # In each benchmark's own order, so that a stage-A table source reading this file with
+    # `leave_out_evaluated` leaves out just what an evaluation scores (docs/data.md, look-alikes).
+    xstest = load_benchmark("xstest", resolve_benchmarks(["xstest"])["xstest"], data_root=str(SHARED_DATA), max_prompts=4)
+    in_file = [r["prompt"] for r in rows if r["policy"] == "base" and r["benchmark"] == "xstest"]
+    assert in_file == [p.prompt for p in xstest.prompts]
     # Every response is scored: by its category's model, or by the mean of all seven.
     assert all(isinstance(r["reward"], float) for r in rows) and len({r["reward"] for r in rows}) > 1
     assert isinstance(report["results"]["base"]["strongreject_small"]["shadow_reward"], float)
