@@ -52,6 +52,7 @@ from hair_ray.reward.negatives import NegativeSet, Pair, read_negatives_file, sa
 __all__ = [
     "TrainingDataError",
     "evaluate_pairs",
+    "largest_first",
     "read_training_records",
     "split_heldout",
     "train_category",
@@ -302,6 +303,16 @@ def train_category(
 # --------------------------------------------------------------------------------------------
 
 
+def largest_first(by_category: dict[str, tuple[list[Pair], list[Pair]]]) -> list[str]:
+    """Categories by training pairs, most first (ties in category order).
+
+    Ray starts queued tasks of one shape about in the order they were submitted, so the longest
+    goes first: a benign category with three times the pairs of the others, started last, would
+    run alone with the other cores idle (longest-processing-time scheduling).
+    """
+    return sorted(by_category, key=lambda category: -len(by_category[category][0]))
+
+
 def _write_negatives(path: Path, negatives: NegativeSet) -> None:
     """Keep the sampled negatives next to the models: the numbers can then be inspected."""
     from hair_ray.atomic import atomic_write_text
@@ -388,19 +399,19 @@ def train_reward_models(
         by_category: dict[str, tuple[list[Pair], list[Pair]]] = {c: ([], []) for c in categories}
         for pair in negatives.pairs:
             by_category[pair.category][1 if pair.record_id in heldout_ids else 0].append(pair)
-        futures = {
+        submitted = {
             category: train_task.remote(
                 category,
-                train_pairs,
-                heldout_pairs,
+                *by_category[category],
                 reward,
                 folder=str(staging / category),
                 seed=config.seed + ALL_CATEGORY_NAMES.index(category),
                 init_folder=str(staging / category) if round_index > 0 else None,
                 extra_metadata={"round": round_index + 1, "policy": policy.name_or_path, "run_id": run_id},
             )
-            for category, (train_pairs, heldout_pairs) in by_category.items()
+            for category in largest_first(by_category)
         }
+        futures = {category: submitted[category] for category in categories}
         results = {}
         for category, ref in futures.items():
             results[category] = ray.get(ref)

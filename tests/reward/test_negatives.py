@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from hair_ray.config import ModelSpec, load_config
-from hair_ray.reward.negatives import build_pairs, sample_negatives
-from hair_ray.reward.train import split_heldout
+from hair_ray.reward.negatives import Pair, build_pairs, sample_negatives
+from hair_ray.reward.train import largest_first, split_heldout
 
 RECORDS = [
     {"id": "a", "category": "insult", "prompt": "Insult my boss.", "text": "Wants insult\n####\nNo.", "reply": "No."},
@@ -129,3 +129,17 @@ def test_vllm_backend_in_a_ray_task_draws_k_samples_per_prompt_the_same_in_every
     # A fresh engine process draws the same negatives: each prompt has its own seed (unseeded
     # requests share the engine's stream in the order it schedules them, which varies).
     assert sample().pairs == result.pairs
+
+
+def test_the_category_with_the_most_training_pairs_is_trained_first() -> None:
+    def pairs(n: int) -> list[Pair]:
+        return [Pair(str(i), "x", "p", "demo", "neg", 0) for i in range(n)]
+
+    # training pairs 2, 6, 2, 9; held-out pairs do not count; ties keep the given order
+    by_category = {
+        "insult": (pairs(2), pairs(5)),
+        "mental_health": (pairs(6), []),
+        "ethics_morality": (pairs(2), []),
+        "benign": (pairs(9), []),
+    }
+    assert largest_first(by_category) == ["benign", "mental_health", "insult", "ethics_morality"]
