@@ -307,7 +307,7 @@ def largest_first(by_category: dict[str, tuple[list[Pair], list[Pair]]]) -> list
     """Categories by training pairs, most first (ties in category order).
 
     Ray starts queued tasks of one shape about in the order they were submitted, so the longest
-    goes first: a benign category with three times the pairs of the others, started last, would
+    goes first: a benign category with several times the pairs of the others, started last, would
     run alone with the other cores idle (longest-processing-time scheduling).
     """
     return sorted(by_category, key=lambda category: -len(by_category[category][0]))
