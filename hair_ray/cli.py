@@ -204,6 +204,10 @@ def bench(
         typer.Option("--variant", help="NAME=override[,override…]: the trainer again with these, e.g. async=rollout.async=true."),
     ] = None,
     repeats: Annotated[int, typer.Option("--repeats", help="Timed runs of each bare baseline (median).")] = 3,
+    rounds: Annotated[
+        int,
+        typer.Option("--rounds", min=1, help="Repeat trainer, baselines and peer this often, interleaved; ratios are medians."),
+    ] = 1,
     out: Annotated[str, typer.Option("--out", "-o", help="Folder for bench.json, bench.png, workload.json.")] = "outputs/bench",
 ) -> None:
     """Time the rollout/learner split phase by phase beside bare baselines (and a peer trainer)."""
@@ -223,6 +227,7 @@ def bench(
         steps=steps,
         peer=peer,
         repeats=repeats,
+        rounds=rounds,
         out=Path(out),
         variants=dict(parse_variant(text) for text in variant or []),
     )

@@ -3,8 +3,9 @@ as a ratio, with the targets of the throughput work; and its figure."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from statistics import median
 from typing import Any
 
 
@@ -18,6 +19,10 @@ class Row:
     ratio: float | None  # hair_ray / baseline, for rates and times alike
     higher_is_better: bool  # rates: yes; times and shares: no
     target: float | None  # the ratio to reach (≥ when higher is better, ≤ otherwise)
+    # Over several rounds (`--rounds`): the lowest and highest of the rounds' ratios; `ratio` is
+    # then their median.
+    ratio_low: float | None = None
+    ratio_high: float | None = None
 
     @property
     def met(self) -> bool | None:
@@ -94,6 +99,36 @@ def comparison(ours: dict[str, Any], bare: dict[str, Any] | None, peer: dict[str
     return rows
 
 
+def _median_or_none(values: list[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return median(present) if present else None
+
+
+def over_rounds(tables: list[list[Row]]) -> list[Row]:
+    """One table from several rounds' tables (pure). Each round pairs hair_ray with baselines
+    measured minutes apart, so a round's ratio is the figure that drift on a shared machine
+    disturbs least: the table gives the median of the rounds' ratios with their range, beside
+    the median of each side's own figures."""
+    if not tables:
+        raise ValueError("no rounds to summarise")
+    if len({tuple(row.what for row in table) for table in tables}) != 1:
+        raise ValueError("the rounds' tables have different rows")
+    rows = []
+    for versions in zip(*tables):
+        ratios = [row.ratio for row in versions if row.ratio is not None]
+        rows.append(
+            replace(
+                versions[0],
+                hair_ray=median(row.hair_ray for row in versions),
+                baseline=_median_or_none([row.baseline for row in versions]),
+                ratio=median(ratios) if ratios else None,
+                ratio_low=min(ratios) if len(tables) > 1 and ratios else None,
+                ratio_high=max(ratios) if len(tables) > 1 and ratios else None,
+            )
+        )
+    return rows
+
+
 def format_table(rows: list[Row]) -> str:
     def number(value: float | None, unit: str = "") -> str:
         if value is None:
@@ -102,16 +137,29 @@ def format_table(rows: list[Row]) -> str:
             return f"{100 * value:.1f} %"
         return f"{value:,.3g}" if abs(value) < 100 else f"{value:,.0f}"
 
+    def ratio_text(value: float | None, unit: str) -> str:
+        if value is None:
+            return "—"
+        return number(value, "fraction") if unit == "fraction" else f"{value:.2f}×"
+
+    spread = any(row.ratio_low is not None for row in rows)
     lines = [
-        f"{'phase':34} {'hair_ray':>12} {'unit':>9}  {'baseline':>12}  {'ratio':>7}  {'target':>8}  baseline is",
+        f"{'phase':34} {'hair_ray':>12} {'unit':>9}  {'baseline':>12}  {'ratio':>7}  "
+        + (f"{'rounds range':>15}  " if spread else "")
+        + f"{'target':>8}  baseline is",
     ]
     for row in rows:
         target = "" if row.target is None else f"{'≥' if row.higher_is_better else '≤'}{row.target:g}"
         verdict = {True: " met", False: " MISSED", None: ""}[row.met]
-        ratio = "—" if row.ratio is None else number(row.ratio, "fraction") if row.unit == "fraction" else f"{row.ratio:.2f}×"
+        span = ""
+        if spread:
+            span = (
+                "—" if row.ratio_low is None else f"{ratio_text(row.ratio_low, row.unit)}–{ratio_text(row.ratio_high, row.unit)}"
+            )
+            span = f"{span:>15}  "
         lines.append(
             f"{row.what:34} {number(row.hair_ray, row.unit):>12} {row.unit:>9}  "
-            f"{number(row.baseline, row.unit):>12}  {ratio:>7}  {target + verdict:>8}  {row.baseline_name}"
+            f"{number(row.baseline, row.unit):>12}  {ratio_text(row.ratio, row.unit):>7}  {span}{target + verdict:>8}  {row.baseline_name}"
         )
     return "\n".join(lines)
 

@@ -1,5 +1,7 @@
 """`hair-ray bench`: the real trainer for warm-up + measured steps, then the bare baselines, then
-(optionally) the peer, one after the other on the same machine, each with the machine to itself.
+(optionally) the peer, one after the other on the same machine, each with the machine to itself;
+`--rounds N` repeats the three N times, alternating their order, and reports each ratio as the
+median of the rounds' ratios with their range.
 
 Writes OUT/bench.json (the table, every raw figure, the workload, the machine), OUT/bench.png and
 OUT/workload.json; variants (`--variant async=rollout.async=true`) re-run the trainer alone with
@@ -17,11 +19,12 @@ import sys
 import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from statistics import median
 from typing import Any
 
 from hair_ray.atomic import atomic_write_text
 from hair_ray.bench.phases import same_shapes, summarise_run
-from hair_ray.bench.report import comparison, format_table, plot, rows_json
+from hair_ray.bench.report import Row, comparison, format_table, over_rounds, plot, rows_json
 from hair_ray.bench.workload import workload_of
 from hair_ray.config import RunConfig, load_config
 
@@ -36,6 +39,7 @@ class BenchPlan:
     steps: int = 3
     peer: str | None = None  # "trl"
     repeats: int = 3
+    rounds: int = 1  # whole repetitions of trainer, baselines and peer, interleaved
     out: Path = Path("outputs/bench")
     variants: dict[str, list[str]] = field(default_factory=dict)
 
@@ -124,6 +128,39 @@ def run_module(module: str, *args: str) -> dict[str, Any]:
         return json.loads(out.read_text())
 
 
+def run_round(plan: BenchPlan, scratch: Path, workload_path: Path, index: int) -> tuple[dict[str, Any], list[Row]]:
+    """One round: the trainer (and its variants), the bare baselines and the peer, each with the
+    machine to itself. Odd rounds run them in the reverse order, so that a drift of the machine
+    over the bench (another tenant, thermal state) does not always favour the same side."""
+    folder = scratch / f"round-{index + 1}"
+    figures: dict[str, Any] = {}
+
+    def trainer() -> None:
+        figures["hair_ray"] = train_and_summarise(plan.config(folder), plan.warmup)
+        figures["variants"] = {
+            name: train_and_summarise(plan.config(folder / name, overrides), plan.warmup)
+            for name, overrides in plan.variants.items()
+        }
+
+    def bare() -> None:
+        figures["bare"] = run_module("hair_ray.bench.bare", str(workload_path), "--repeats", str(plan.repeats))
+
+    def peer() -> None:
+        figures["peer"] = None
+        if plan.peer == "trl":
+            steps = ("--warmup", str(plan.warmup), "--steps", str(plan.steps))
+            figures["peer"] = run_module("hair_ray.bench.peer_trl", str(workload_path), *steps)
+
+    order = [trainer, bare, peer]
+    for part in order if index % 2 == 0 else reversed(order):
+        log.info("round %d: %s", index + 1, part.__name__)
+        part()
+    rows = comparison(figures["hair_ray"], figures["bare"], figures["peer"])
+    figures["table"] = rows_json(rows)
+    figures["same_shapes_as_step_1"] = same_shapes(figures["hair_ray"], figures["bare"])
+    return figures, rows
+
+
 def run_bench(plan: BenchPlan) -> dict[str, Any]:
     plan.out.mkdir(parents=True, exist_ok=True)
     started_load = load_average()
@@ -139,19 +176,12 @@ def run_bench(plan: BenchPlan) -> dict[str, Any]:
         workload_path = Path(scratch) / "workload.json"
         workload.save(workload_path)
         replace(workload, model_path=workload.model_name).save(plan.out / "workload.json")
-
-        ours = train_and_summarise(config, plan.warmup)
-        variants = {
-            name: train_and_summarise(plan.config(Path(scratch) / name, overrides), plan.warmup)
-            for name, overrides in plan.variants.items()
-        }
-        bare = run_module("hair_ray.bench.bare", str(workload_path), "--repeats", str(plan.repeats))
-        peer = None
-        if plan.peer == "trl":
-            steps = ("--warmup", str(plan.warmup), "--steps", str(plan.steps))
-            peer = run_module("hair_ray.bench.peer_trl", str(workload_path), *steps)
-    rows = comparison(ours, bare, peer)
-    shapes = same_shapes(ours, bare)
+        measured = [run_round(plan, Path(scratch), workload_path, index) for index in range(plan.rounds)]
+    rounds = [figures for figures, _ in measured]
+    rows = over_rounds([table for _, table in measured])
+    first = rounds[0]
+    ours, peer, variants = first["hair_ray"], first["peer"], first["variants"]
+    shapes = [r["same_shapes_as_step_1"] for r in rounds]
     result: dict[str, Any] = {
         "workload": {
             "model": workload.model_name,
@@ -161,29 +191,39 @@ def run_bench(plan: BenchPlan) -> dict[str, Any]:
             "max_new_tokens": workload.max_new_tokens,
             "warmup_steps": plan.warmup,
             "measured_steps": plan.steps,
+            "rounds": plan.rounds,
             "overrides": plan.overrides,
         },
         "machine": {**machine(), "load_average_start": started_load, "load_average_end": load_average()},
+        # Over the rounds: the median ratio, with the rounds' range when there are several.
         "table": rows_json(rows),
-        "same_shapes_as_step_1": shapes,
+        "same_shapes_as_step_1": {**shapes[0], "equal": all(s["equal"] for s in shapes)},
+        # The first round's raw figures; every round's are under "rounds".
         "hair_ray": ours,
-        "bare": bare,
+        "bare": first["bare"],
         "peer": peer,
         "variants": {name: {"overrides": plan.variants[name], **summary} for name, summary in variants.items()},
+        "rounds": rounds,
     }
     atomic_write_text(plan.out / "bench.json", json.dumps(result, indent=1))
     plot(ours, peer, plan.out / "bench.png")
     print(format_table(rows))
+    if plan.rounds > 1:
+        print(f"{plan.rounds} rounds: each ratio is the median of the rounds' ratios; the range is theirs")
     print(
         "bare baselines on step 1's work: "
-        + ("identical" if shapes["equal"] else "DIFFERENT")
-        + f" (tokens generated {shapes['bare']['completion_tokens']:.0f} vs {shapes['hair_ray_step_1']['completion_tokens']:.0f}, "
-        f"learner tokens {shapes['bare']['learner_tokens']:.0f} vs {shapes['hair_ray_step_1']['learner_tokens']:.0f})"
+        + ("identical" if result["same_shapes_as_step_1"]["equal"] else "DIFFERENT")
+        + f" (tokens generated {shapes[0]['bare']['completion_tokens']:.0f} vs {shapes[0]['hair_ray_step_1']['completion_tokens']:.0f}, "
+        f"learner tokens {shapes[0]['bare']['learner_tokens']:.0f} vs {shapes[0]['hair_ray_step_1']['learner_tokens']:.0f})"
     )
-    for name, summary in variants.items():
+    for name in plan.variants:
+        ratios = [r["variants"][name]["step_s"] / r["hair_ray"]["step_s"] for r in rounds]
+        summary = variants[name]
         print(
-            f"variant {name} ({' '.join(plan.variants[name])}): {summary['step_s']:.2f} s/step "
-            f"({summary['step_s'] / ours['step_s']:.2f}× the base run), phases "
+            f"variant {name} ({' '.join(plan.variants[name])}): {summary['step_s']:.2f} s/step, "
+            f"{median(ratios):.2f}× the base run"
+            + (f" (rounds {min(ratios):.2f}–{max(ratios):.2f})" if len(ratios) > 1 else "")
+            + ", phases "
             + ", ".join(f"{p} {s:.2f}" for p, s in summary["phase_s"].items())
         )
     print(f"wrote {plan.out / 'bench.json'} and {plan.out / 'bench.png'}")

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from hair_ray.bench.phases import summarise_run
-from hair_ray.bench.report import comparison, format_table
-from hair_ray.bench.run import BenchPlan, parse_variant
+from hair_ray.bench.report import Row, comparison, format_table, over_rounds
+from hair_ray.bench.run import BenchPlan, parse_variant, run_round
 from hair_ray.bench.workload import Workload, workload_of
 from hair_ray.config import load_config
 
@@ -78,6 +78,59 @@ def test_comparison_ratios_and_targets():
 def test_without_a_peer_the_step_has_no_ratio():
     rows = {row.what: row for row in comparison(summarise_run(METRICS, warmup=1), None, None)}
     assert rows["step"].ratio is None and rows["rollout (generate)"].baseline is None
+
+
+def test_rounds_give_the_median_ratio_with_its_range():
+    def row(ours, base, ratio):
+        return Row("learner", ours, "tokens/s", base, "bare", ratio, True, 0.9)
+
+    def share(value):
+        return Row("sync share", value, "fraction", None, "", value, False, 0.05)
+
+    tables = [
+        [row(90.0, 150.0, 0.6), share(0.03)],
+        [row(120.0, 150.0, 0.8), share(0.02)],
+        [row(100.0, 110.0, 100 / 110), share(0.04)],
+    ]
+    learner, sync = over_rounds(tables)
+    # the median of each round's own ratio, not the ratio of the medians (100 / 150)
+    assert learner.ratio == pytest.approx(0.8) and (learner.ratio_low, learner.ratio_high) == (0.6, 100 / 110)
+    assert learner.hair_ray == 100.0 and learner.baseline == 150.0 and learner.met is False
+    assert sync.ratio == 0.03 and sync.baseline is None and sync.met is True
+    table = format_table([learner, sync])
+    assert "rounds range" in table and "0.60×–0.91×" in table and "2.0 %–4.0 %" in table
+    # one round: no range, and the table keeps its single-run columns
+    (alone, _) = over_rounds(tables[:1])
+    assert alone.ratio == 0.6 and alone.ratio_low is None and "rounds range" not in format_table([alone])
+    with pytest.raises(ValueError, match="different rows"):
+        over_rounds([tables[0], tables[1][:1]])
+
+
+def test_a_round_alternates_the_order_of_trainer_baselines_and_peer(tmp_path, monkeypatch):
+    import hair_ray.bench.run as bench_run
+
+    ran = []
+    summary = summarise_run(METRICS, warmup=1)
+    bare = {"generate": {"tokens_per_s": 200.0, "tokens": 640.0}, "learner": {"tokens_per_s": 200.0, "tokens": 1600.0}}
+
+    def trainer(config, warmup):
+        ran.append(("trainer", config.run_dir.parent.name))
+        return {**summary, "step_1": {"completion_tokens": 640.0, "learner_tokens": 1600.0}}
+
+    def module(name, *args):
+        ran.append((name.rsplit(".", 1)[-1], None))
+        return bare if name.endswith("bare") else {"step_s": 20.0, "completion_tokens_per_s": 30.0}
+
+    monkeypatch.setattr(bench_run, "train_and_summarise", trainer)
+    monkeypatch.setattr(bench_run, "run_module", module)
+    plan = BenchPlan("jobs/bench_smollm2_cpu.yaml", [], peer="trl", variants={"async": ["rollout.async=true"]})
+    first, rows = run_round(plan, tmp_path, tmp_path / "workload.json", 0)
+    second, _ = run_round(plan, tmp_path, tmp_path / "workload.json", 1)
+    assert [name for name, _ in ran] == ["trainer", "trainer", "bare", "peer_trl", "peer_trl", "bare", "trainer", "trainer"]
+    # each round trains in a folder of its own; the variant in one beneath it
+    assert [folder for _, folder in ran if folder] == ["round-1", "async", "round-2", "async"]
+    assert first["same_shapes_as_step_1"]["equal"] and "async" in second["variants"]
+    assert {r.what: r.ratio for r in rows}["step"] == pytest.approx(18.5 / 20.0)
 
 
 def test_variants_parse_and_bad_ones_name_the_form():
