@@ -116,14 +116,15 @@ def over_rounds(tables: list[list[Row]]) -> list[Row]:
     rows = []
     for versions in zip(*tables):
         ratios = [row.ratio for row in versions if row.ratio is not None]
+        spread = len(tables) > 1 and bool(ratios)
         rows.append(
             replace(
                 versions[0],
                 hair_ray=median(row.hair_ray for row in versions),
                 baseline=_median_or_none([row.baseline for row in versions]),
-                ratio=median(ratios) if ratios else None,
-                ratio_low=min(ratios) if len(tables) > 1 and ratios else None,
-                ratio_high=max(ratios) if len(tables) > 1 and ratios else None,
+                ratio=_median_or_none(ratios),
+                ratio_low=min(ratios) if spread else None,
+                ratio_high=max(ratios) if spread else None,
             )
         )
     return rows
