@@ -156,6 +156,13 @@ class LearnerWorker:
                 on_gpu=self.on_gpu,
             ),
         )
+        if self.world_size == 1 and self.learner_cfg.zero_stage == 0:
+            # One rank has nothing to reduce, yet DeepSpeed's ZeRO-0 backward still flattens every
+            # gradient into buckets, all-reduces them over the one-rank group and copies them back:
+            # two passes over a model's worth of gradients each optimizer step that change no value
+            # (tests/workers/test_learner.py checks the step against ZeRO-2 and two ranks). ZeRO-1/2/3
+            # move gradients into their partitions on that path, so only ZeRO-0 skips it.
+            self.engine.enable_backward_allreduce = False
         return {"rank": self.rank, "parameters": sum(p.numel() for p in model.parameters())}
 
     # -- the update ---------------------------------------------------------------------------
@@ -319,7 +326,11 @@ class LearnerWorker:
             grad_norm = self._last_grad_norm
         if grad_norm is not None:
             metrics["learner/grad_norm"] = float(grad_norm)
-        release_freed_memory()  # the activations: the rollout's turn may need that memory
+        # The activations, freed by reference counting as this update's tensors went out of
+        # scope: the rollout's turn may need that memory. No forced full collection (Python's own
+        # collector still runs as usual): in this process it costs ~0.4 s of every step (measured
+        # on the bench config, where the whole release took 0.5-0.6 s and now takes under 0.1 s).
+        release_freed_memory(collect=False)
         return metrics
 
     def _step(self) -> None:
