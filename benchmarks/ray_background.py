@@ -25,6 +25,7 @@ from pathlib import Path
 
 import torch
 
+from hair_ray.algo.grpo import token_logprobs
 from hair_ray.atomic import atomic_write_text
 
 # Run in a process of its own: a Ray driver with idle actors, until SIGTERM shuts it down.
@@ -62,8 +63,6 @@ class Update:
         self.ids = torch.randint(0, self.model.config.vocab_size, (16, 97))
 
     def __call__(self) -> None:
-        from hair_ray.algo.grpo import token_logprobs
-
         for start in range(0, 16, 4):
             ids = self.ids[start : start + 4]
             logits = self.model(input_ids=ids, logits_to_keep=49).logits[:, :-1]
