@@ -1,7 +1,8 @@
-"""`hair-ray reward train | eval`: stage B from the command line.
+"""`hair-ray reward train | eval | eval-replies`: stage B from the command line.
 
-Both commands join the Ray cluster named by `--address` (or $RAY_ADDRESS); without either they
+`train` and `eval` join the Ray cluster named by `--address` (or $RAY_ADDRESS); without either they
 start a local one sized to the machine. Inside `ray job submit` they join the job's cluster.
+`eval-replies` scores stage D's replies once, in its own process.
 """
 
 from __future__ import annotations
@@ -122,5 +123,56 @@ def evaluate(
             f"AUROC {_fmt(row['auroc_within_model'])}  mean z {row['mean_z_score']:+.2f}"
         )
     target = Path(out) if out else Path(cfg.reward.models_dir) / "eval_do_not_answer.json"
+    atomic_write_text(target, json.dumps(report, indent=2) + "\n")
+    typer.echo(f"wrote {target}")
+
+
+@reward_app.command("eval-replies")
+@cli_errors
+def evaluate_replies(
+    config: ConfigOption = None,
+    overrides: Overrides = None,
+    generations: Annotated[
+        list[str] | None,
+        typer.Option("--generations", "-g", help="A generations.jsonl of `hair-ray eval` (repeat the option for several)."),
+    ] = None,
+    out: Annotated[str | None, typer.Option("--out", help="Report JSON (default: <models_dir>/eval_replies.json).")] = None,
+) -> None:
+    """How each reward model ranks a policy's own refusals and answers, on stage D's judged replies."""
+    from hair_ray.atomic import atomic_write_text
+    from hair_ray.categories import ALL_CATEGORY_NAMES
+    from hair_ray.reward.reply_check import check_replies, read_judged_replies
+    from hair_ray.workers.reward import ShadowRewardWorker
+
+    if not generations:
+        typer.echo("error: --generations PATH is required (the generations.jsonl of `hair-ray eval`)", err=True)
+        raise typer.Exit(2)
+    cfg = load_config(config, overrides or [])
+    replies = read_judged_replies(generations)
+    root = Path(cfg.reward.models_dir)
+    categories = [c for c in ALL_CATEGORY_NAMES if (root / c).is_dir()]
+    if not categories:
+        typer.echo(f"error: reward.models_dir {root} holds no reward model (run `hair-ray reward train`)", err=True)
+        raise typer.Exit(2)
+    # In this process: the check scores a few thousand replies once, no actor is worth starting.
+    worker = ShadowRewardWorker(
+        {c: str(root / c) for c in categories},
+        backbone=cfg.reward.backbone.name_or_path,
+        samples_per_batch=cfg.reward.samples_per_batch,
+    )
+    report = check_replies(worker.score, replies, categories)
+    report["generations"] = list(generations)
+    typer.echo(f"{'model':<28}{'replies':>8}{'right':>7}{'pairs':>7}{'agreement':>10}{'AUROC':>7}")
+    for category, row in report["categories"].items():
+        typer.echo(
+            f"{category:<28}{row['replies']:>8}{row['right_kind']:>7}{row['pairs']:>7}"
+            f"{_fmt(row['agreement']):>10}{_fmt(row['auroc']):>7}"
+        )
+    typer.echo(
+        f"{report['replies']} replies, {report['replies_to_refuse']} to prompts that must be refused; "
+        f"macro AUROC of the harm models {_fmt(report['macro_auroc_harm_models'])}. "
+        "right: a refusal for a harm model, an answer for the benign one"
+    )
+    target = Path(out) if out else root / "eval_replies.json"
     atomic_write_text(target, json.dumps(report, indent=2) + "\n")
     typer.echo(f"wrote {target}")
