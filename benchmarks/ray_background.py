@@ -4,11 +4,13 @@ few idle actors running in another process, alternating, on the same machine.
 
     .venv/bin/python benchmarks/ray_background.py [--rounds 3] [--updates 4] [--actors 3]
 
-The trainer's actors always run beside such a cluster; the bench's bare baselines never do. On a
-machine with few cores the cluster's own processes (raylet, GCS, workers' core threads) preempt
-one of the loop's threads now and then, and its other thread waits at the next barrier: this
-script measures that share of the gap between an actor's phase and its bare baseline. Writes
-benchmarks/results/ray_background_cpu.json.
+The trainer's actors always run beside such a cluster; the bench's first bare baselines have the
+machine to themselves. On a machine with few cores the cluster's own processes (raylet, GCS,
+workers' core threads) preempt one of the loop's threads now and then, and its other thread waits
+at the next barrier. This script measures that share of the gap between an actor's phase and its
+bare baseline over several alternations, with CPU use; `hair-ray bench` (`--beside-ray`, on by
+default) takes one such measurement per round with the same loop (hair_ray.bench.bare) and the
+same idle cluster (hair_ray.bench.idle_ray). Writes benchmarks/results/ray_background_cpu.json.
 """
 
 from __future__ import annotations
@@ -16,63 +18,31 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
+import random
 import statistics
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import torch
 
-from hair_ray.algo.grpo import token_logprobs
 from hair_ray.atomic import atomic_write_text
-
-# Run in a process of its own: a Ray driver with idle actors, until SIGTERM shuts it down.
-CLUSTER = """
-import signal, sys, time, ray
-ray.init(include_dashboard=False)
-
-@ray.remote(num_cpus=0.1)
-class Idle:
-    def ping(self):
-        return 1
-
-actors = [Idle.remote() for _ in range(int(sys.argv[1]))]
-ray.get([a.ping.remote() for a in actors])
-signal.signal(signal.SIGTERM, lambda *_: (ray.shutdown(), sys.exit(0)))
-print("ready", flush=True)
-while True:
-    time.sleep(1)
-"""
+from hair_ray.bench.bare import LearnerLoops
+from hair_ray.bench.idle_ray import idle_ray_cluster
+from hair_ray.models.builtin import builtin_model_path
 
 
-class Update:
-    """16 samples of 97 tokens (48 trained), micro-batches of 4: the bench's step 1, in shape."""
-
-    def __init__(self, threads: int):
-        from transformers import AutoModelForCausalLM
-
-        from hair_ray.models.builtin import builtin_model_path
-
-        torch.set_num_threads(threads)
-        torch.manual_seed(0)
-        path = builtin_model_path("smollm2-135m-instruct")
-        self.model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, use_safetensors=True).train()
-        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=1e-6)
-        self.ids = torch.randint(0, self.model.config.vocab_size, (16, 97))
-
-    def __call__(self) -> None:
-        for start in range(0, 16, 4):
-            ids = self.ids[start : start + 4]
-            logits = self.model(input_ids=ids, logits_to_keep=49).logits[:, :-1]
-            (-token_logprobs(logits, ids[:, 49:]).mean()).backward()
-        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
-        self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
+def bench_shaped_loops(threads: int) -> LearnerLoops:
+    """16 samples of 49 prompt and 48 response tokens, micro-batches of 4: the bench's step 1, in
+    shape, on random ids."""
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    rng = random.Random(0)
+    samples = [([rng.randrange(1, 49_000) for _ in range(49)], [rng.randrange(1, 49_000) for _ in range(48)]) for _ in range(16)]
+    path = str(builtin_model_path("smollm2-135m-instruct"))
+    return LearnerLoops(path, "float32", samples, learning_rate=1e-6, samples_per_micro_batch=4)
 
 
-def timed(update: Update, count: int) -> list[tuple[float, float]]:
+def timed(update, count: int) -> list[tuple[float, float]]:
     """(wall seconds, CPU seconds / wall seconds) of `count` updates after one warm-up."""
     update()
     out = []
@@ -84,28 +54,6 @@ def timed(update: Update, count: int) -> list[tuple[float, float]]:
     return out
 
 
-def start_cluster(actors: int) -> subprocess.Popen:
-    process = subprocess.Popen(
-        [sys.executable, "-c", CLUSTER, str(actors)], stdout=subprocess.PIPE, text=True, start_new_session=True
-    )
-    assert process.stdout is not None
-    if process.stdout.readline().strip() != "ready":
-        process.kill()
-        raise RuntimeError("the background Ray cluster did not start")
-    time.sleep(5)  # past its start-up work
-    return process
-
-
-def stop_cluster(process: subprocess.Popen) -> None:
-    """SIGTERM to the process group this script started (the driver shuts its cluster down)."""
-    os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
@@ -114,15 +62,12 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/ray_background_cpu.json"))
     args = parser.parse_args()
-    update = Update(args.threads)
+    update = bench_shaped_loops(args.threads).update
     runs: dict[str, list[tuple[float, float]]] = {"alone": [], "beside_ray": []}
     for _ in range(args.rounds):
         runs["alone"] += timed(update, args.updates)
-        cluster = start_cluster(args.actors)
-        try:
+        with idle_ray_cluster(args.actors):
             runs["beside_ray"] += timed(update, args.updates)
-        finally:
-            stop_cluster(cluster)
     summary = {
         name: {
             "seconds_median": statistics.median(w for w, _ in values),

@@ -208,6 +208,13 @@ def bench(
         int,
         typer.Option("--rounds", min=1, help="Repeat trainer, baselines and peer this often, interleaved; ratios are medians."),
     ] = 1,
+    beside_ray: Annotated[
+        bool,
+        typer.Option(
+            "--beside-ray/--no-beside-ray",
+            help="Also time the bare learner beside an idle Ray cluster, the company every actor keeps.",
+        ),
+    ] = True,
     out: Annotated[str, typer.Option("--out", "-o", help="Folder for bench.json, bench.png, workload.json.")] = "outputs/bench",
 ) -> None:
     """Time the rollout/learner split phase by phase beside bare baselines (and a peer trainer)."""
@@ -228,6 +235,7 @@ def bench(
         peer=peer,
         repeats=repeats,
         rounds=rounds,
+        beside_ray=beside_ray,
         out=Path(out),
         variants=dict(parse_variant(text) for text in variant or []),
     )

@@ -6,7 +6,9 @@ the trainer's first step (`python -m hair_ray.bench.bare WORKLOAD.json OUT.json`
 - learner: Hugging Face forward + backward + torch AdamW on those samples, in the learner's
   micro-batches, with `logits_to_keep` (what any careful GRPO learner does);
 - reference: the same forward without gradients;
-- memcpy: `Tensor.copy_` of every weight that a sync moves into a buffer allocated beforehand.
+- memcpy: `Tensor.copy_` of every weight that a sync moves into a buffer allocated beforehand;
+- with `--beside-ray`, the learner and the reference once more beside an idle local Ray cluster
+  (hair_ray.bench.idle_ray): what the same loops run at in the company every actor keeps.
 
 It runs in a process of its own after the trainer's actors are gone, so it has the machine to
 itself and its torch threads are the learner's. Each figure is the median of `--repeats` runs
@@ -26,6 +28,7 @@ from typing import Any
 
 import torch
 
+from hair_ray.algo.grpo import token_logprobs
 from hair_ray.bench.workload import Workload
 
 
@@ -68,55 +71,94 @@ def bare_generate(workload: Workload, repeats: int) -> tuple[dict[str, float], l
     return {"seconds": seconds, "tokens": float(tokens), "tokens_per_s": tokens / seconds}, samples
 
 
-def bare_learner(workload: Workload, samples: list[tuple[list[int], list[int]]], repeats: int) -> dict[str, dict[str, float]]:
-    """forward + backward + AdamW, and the reference forward, over the learner's micro-batches."""
-    from transformers import AutoModelForCausalLM
+class LearnerLoops:
+    """The bare learner's two loops on one batch of samples, over the learner's micro-batches:
+    `update()` is forward + backward + AdamW, `forward()` the reference's forward without
+    gradients. Advantages of ±1: the values do not change the work."""
 
-    from hair_ray.algo.grpo import token_logprobs
-    from hair_ray.models.loading import torch_dtype
-    from hair_ray.workers.batch import collate, micro_batches
+    def __init__(
+        self,
+        model_path: str,
+        dtype: str,
+        samples: list[tuple[list[int], list[int]]],
+        *,
+        learning_rate: float,
+        samples_per_micro_batch: int,
+        gradient_checkpointing: bool = False,
+    ):
+        from transformers import AutoModelForCausalLM
 
-    dtype = torch_dtype(workload.dtype, on_gpu=False)
-    model = AutoModelForCausalLM.from_pretrained(workload.model_path, dtype=dtype, use_safetensors=True)
-    reference = AutoModelForCausalLM.from_pretrained(workload.model_path, dtype=dtype, use_safetensors=True).eval()
-    if workload.gradient_checkpointing:
-        model.gradient_checkpointing_enable()
-    model.train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=workload.learning_rate)
-    # Advantages of ±1: the values do not change the work.
-    advantages = [1.0 if i % 2 else -1.0 for i in range(len(samples))]
-    batch = collate([p for p, _ in samples], [r for _, r in samples], advantages, pad_token_id=0)
-    parts = [batch.rows(rows) for rows in micro_batches(len(batch), workload.samples_per_micro_batch)]
-    tokens = float(batch.attention_mask.sum())
+        from hair_ray.models.loading import torch_dtype
+        from hair_ray.workers.batch import collate, micro_batches
 
-    def logprobs(net, part):
+        torch_type = torch_dtype(dtype, on_gpu=False)
+        self.model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch_type, use_safetensors=True)
+        self.reference = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch_type, use_safetensors=True).eval()
+        if gradient_checkpointing:
+            self.model.gradient_checkpointing_enable()
+        self.model.train()
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=learning_rate)
+        advantages = [1.0 if i % 2 else -1.0 for i in range(len(samples))]
+        self.batch = collate([p for p, _ in samples], [r for _, r in samples], advantages, pad_token_id=0)
+        self.parts = [self.batch.rows(rows) for rows in micro_batches(len(self.batch), samples_per_micro_batch)]
+        self.tokens = float(self.batch.attention_mask.sum())
+
+    @classmethod
+    def of(cls, workload: Workload, samples: list[tuple[list[int], list[int]]]) -> LearnerLoops:
+        return cls(
+            workload.model_path,
+            workload.dtype,
+            samples,
+            learning_rate=workload.learning_rate,
+            samples_per_micro_batch=workload.samples_per_micro_batch,
+            gradient_checkpointing=workload.gradient_checkpointing,
+        )
+
+    @staticmethod
+    def _logprobs(net, part):
         start = part.first_response_position()
         width = part.response_mask.shape[1]
         logits = net(input_ids=part.input_ids, attention_mask=part.attention_mask, logits_to_keep=width + 1 - start).logits
         return token_logprobs(logits[:, :-1].float(), part.input_ids[:, start + 1 :]), part.response_mask[:, start:]
 
-    def update() -> None:
-        total = float(batch.response_mask.sum())
-        for part in parts:
-            logp, mask = logprobs(model, part)
+    def update(self) -> None:
+        total = float(self.batch.response_mask.sum())
+        for part in self.parts:
+            logp, mask = self._logprobs(self.model, part)
             loss = -(logp * part.advantages[:, None] * mask).sum() / total
             loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
 
     @torch.no_grad()
-    def forward() -> None:
-        for part in parts:
-            logprobs(reference, part)
+    def forward(self) -> None:
+        for part in self.parts:
+            self._logprobs(self.reference, part)
 
-    update_s, _ = timed(update, repeats)
-    forward_s, _ = timed(forward, repeats)
-    return {
-        "learner": {"seconds": update_s, "tokens": tokens, "tokens_per_s": tokens / update_s},
-        "reference": {"seconds": forward_s, "tokens": tokens, "tokens_per_s": tokens / forward_s},
-        "memcpy": bare_memcpy(model, repeats),
-    }
+
+def bare_learner(
+    workload: Workload, samples: list[tuple[list[int], list[int]]], repeats: int, beside_ray: bool = False
+) -> dict[str, dict[str, float]]:
+    """The update and the reference forward with the machine to themselves, then (`beside_ray`)
+    the same two again beside an idle local Ray cluster; and the weights' memcpy."""
+    loops = LearnerLoops.of(workload, samples)
+
+    def rates() -> dict[str, dict[str, float]]:
+        update_s, _ = timed(loops.update, repeats)
+        forward_s, _ = timed(loops.forward, repeats)
+        return {
+            "learner": {"seconds": update_s, "tokens": loops.tokens, "tokens_per_s": loops.tokens / update_s},
+            "reference": {"seconds": forward_s, "tokens": loops.tokens, "tokens_per_s": loops.tokens / forward_s},
+        }
+
+    results = {**rates(), "memcpy": bare_memcpy(loops.model, repeats)}
+    if beside_ray:
+        from hair_ray.bench.idle_ray import idle_ray_cluster
+
+        with idle_ray_cluster():
+            results.update({f"{name}_beside_ray": figures for name, figures in rates().items()})
+    return results
 
 
 def bare_memcpy(model, repeats: int) -> dict[str, float]:
@@ -140,11 +182,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("workload", type=Path)
     parser.add_argument("out", type=Path)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--beside-ray", action="store_true", help="also time the learner's loops beside an idle Ray cluster")
     args = parser.parse_args(argv)
     workload = Workload.load(args.workload)
     torch.set_num_threads(workload.threads)
     generated, samples = bare_generate(workload, args.repeats)
-    results = {"generate": generated, **bare_learner(workload, samples, args.repeats)}
+    results = {"generate": generated, **bare_learner(workload, samples, args.repeats, args.beside_ray)}
     results["generate"]["samples"] = float(len(samples))
     args.out.write_text(json.dumps(results, indent=1))
 

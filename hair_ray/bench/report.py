@@ -68,6 +68,21 @@ def comparison(ours: dict[str, Any], bare: dict[str, Any] | None, peer: dict[str
             bare_of("reference", "tokens_per_s"),
             "bare HF forward",
         ),
+    ]
+    # The same loops beside an idle Ray cluster (`--beside-ray`): a baseline in the company the
+    # actors keep, so the gap left between it and hair_ray is the actors' own.
+    rows += [
+        _row(
+            f"{key}, bare beside idle Ray",
+            ours[f"{key}_tokens_per_s"],
+            "tokens/s",
+            bare[f"{key}_beside_ray"]["tokens_per_s"],
+            f"{name} beside an idle Ray cluster",
+        )
+        for key, name in (("learner", "bare HF fwd+bwd+AdamW"), ("reference", "bare HF forward"))
+        if f"{key}_beside_ray" in bare
+    ]
+    rows += [
         _row("weight sync", ours["sync_gb_per_s"], "GB/s", bare_of("memcpy", "gb_per_s"), "memcpy of the weights"),
         # A share is its own ratio: the sync's seconds over the step's.
         Row(

@@ -40,6 +40,7 @@ class BenchPlan:
     peer: str | None = None  # "trl"
     repeats: int = 3
     rounds: int = 1  # whole repetitions of trainer, baselines and peer, interleaved
+    beside_ray: bool = True  # the bare learner once more beside an idle Ray cluster
     out: Path = Path("outputs/bench")
     variants: dict[str, list[str]] = field(default_factory=dict)
 
@@ -143,7 +144,8 @@ def run_round(plan: BenchPlan, scratch: Path, workload_path: Path, index: int) -
         }
 
     def bare() -> None:
-        figures["bare"] = run_module("hair_ray.bench.bare", str(workload_path), "--repeats", str(plan.repeats))
+        flags = ("--beside-ray",) if plan.beside_ray else ()
+        figures["bare"] = run_module("hair_ray.bench.bare", str(workload_path), "--repeats", str(plan.repeats), *flags)
 
     def peer() -> None:
         figures["peer"] = None

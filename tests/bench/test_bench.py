@@ -75,6 +75,19 @@ def test_comparison_ratios_and_targets():
     assert "0.93×" in table and "≤0.8 MISSED" in table and "TRL GRPOTrainer" in table
 
 
+def test_baselines_beside_an_idle_ray_cluster_get_rows_of_their_own():
+    ours = summarise_run(METRICS, warmup=1)
+    alone = {"generate": {"tokens_per_s": 200.0}, "learner": {"tokens_per_s": 200.0}, "reference": {"tokens_per_s": 3200.0}}
+    beside = {**alone, "learner_beside_ray": {"tokens_per_s": 160.0}, "reference_beside_ray": {"tokens_per_s": 2000.0}}
+    rows = {row.what: row for row in comparison(ours, beside, None)}
+    learner = rows["learner, bare beside idle Ray"]
+    assert learner.baseline == 160.0 and learner.ratio == pytest.approx(ours["learner_tokens_per_s"] / 160.0)
+    assert learner.target is None  # the target stays on the baseline with the machine to itself
+    assert rows["learner forward+backward+step"].ratio == pytest.approx(ours["learner_tokens_per_s"] / 200.0)
+    assert rows["reference, bare beside idle Ray"].ratio == pytest.approx(ours["reference_tokens_per_s"] / 2000.0)
+    assert not any("beside" in what for what in (row.what for row in comparison(ours, alone, None)))
+
+
 def test_without_a_peer_the_step_has_no_ratio():
     rows = {row.what: row for row in comparison(summarise_run(METRICS, warmup=1), None, None)}
     assert rows["step"].ratio is None and rows["rollout (generate)"].baseline is None

@@ -58,6 +58,8 @@ def test_bench_runs_trainer_baselines_and_peer_on_the_same_work(tmp_path):
     assert bench["same_shapes_as_step_1"]["equal"], bench["same_shapes_as_step_1"]
     assert bench["bare"]["generate"]["samples"] == 2 * 4
     assert bench["bare"]["memcpy"]["bytes"] == ours["sync_bytes"]  # the weights a sync moves
+    # and the learner's loops once more beside an idle Ray cluster, on the same batch
+    assert bench["bare"]["learner_beside_ray"]["tokens"] == bench["bare"]["learner"]["tokens"]
     # the peer ran the same number of steps on the same workload
     workload = json.loads((out / "workload.json").read_text())
     assert len(bench["peer"]["step_seconds"]) == 2 == len(workload["prompts"])
@@ -70,6 +72,8 @@ def test_bench_runs_trainer_baselines_and_peer_on_the_same_work(tmp_path):
     ratios = [r["hair_ray"]["step_s"] / r["peer"]["step_s"] for r in bench["rounds"]]
     rows = {row["what"]: row for row in bench["table"]}
     assert rows["step"]["ratio"] == pytest.approx(sum(ratios) / 2)
+    beside = [r["hair_ray"]["learner_tokens_per_s"] / r["bare"]["learner_beside_ray"]["tokens_per_s"] for r in bench["rounds"]]
+    assert rows["learner, bare beside idle Ray"]["ratio"] == pytest.approx(sum(beside) / 2)
     assert (rows["step"]["ratio_low"], rows["step"]["ratio_high"]) == pytest.approx((min(ratios), max(ratios)))
     assert (out / "bench.png").stat().st_size > 0
     assert "TRL GRPOTrainer" in result.output and "identical" in result.output
