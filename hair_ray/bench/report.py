@@ -69,8 +69,9 @@ def comparison(ours: dict[str, Any], bare: dict[str, Any] | None, peer: dict[str
             "bare HF forward",
         ),
     ]
-    # The same loops beside an idle Ray cluster (`--beside-ray`): a baseline in the company the
-    # actors keep, so the gap left between it and hair_ray is the actors' own.
+    # The same loops beside an idle Ray cluster (`--beside-ray`): a second baseline, in the
+    # company the actors keep. No target: they run after the alone ones, and on a small machine
+    # that order can weigh as much as the company (benchmarks/README.md).
     rows += [
         _row(
             f"{key}, bare beside idle Ray",

@@ -140,8 +140,8 @@ def evaluate_replies(
 ) -> None:
     """How each reward model ranks a policy's own refusals and answers, on stage D's judged replies."""
     from hair_ray.atomic import atomic_write_text
-    from hair_ray.categories import ALL_CATEGORY_NAMES
     from hair_ray.reward.reply_check import check_replies, read_judged_replies
+    from hair_ray.reward.train import trained_categories
     from hair_ray.workers.reward import ShadowRewardWorker
 
     if not generations:
@@ -150,7 +150,7 @@ def evaluate_replies(
     cfg = load_config(config, overrides or [])
     replies = read_judged_replies(generations)
     root = Path(cfg.reward.models_dir)
-    categories = [c for c in ALL_CATEGORY_NAMES if (root / c).is_dir()]
+    categories = trained_categories(root)
     if not categories:
         typer.echo(f"error: reward.models_dir {root} holds no reward model (run `hair-ray reward train`)", err=True)
         raise typer.Exit(2)

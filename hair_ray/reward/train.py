@@ -68,11 +68,16 @@ class TrainingDataError(ValueError):
     """The training records are missing or unusable; the message names the file."""
 
 
+def trained_categories(models_dir: str | Path) -> list[str]:
+    """The categories whose model folder `models_dir` holds, in the categories' order."""
+    root = Path(models_dir)
+    return [c for c in ALL_CATEGORY_NAMES if (root / c).is_dir()]
+
+
 def held_models(models_dir: str | Path) -> list[str]:
     """What of a `reward train` output `models_dir` holds (empty: nothing to lose)."""
-    root = Path(models_dir)
-    held = [c for c in ALL_CATEGORY_NAMES if (root / c).is_dir()]
-    return held + ([REPORT_FILE] if (root / REPORT_FILE).is_file() else [])
+    report = [REPORT_FILE] if (Path(models_dir) / REPORT_FILE).is_file() else []
+    return trained_categories(models_dir) + report
 
 
 def check_models_dir_free(models_dir: str | Path, *, overwrite: bool) -> None:
